@@ -1,0 +1,26 @@
+# dlf: `make run` trains the default experiment, `make test` runs the whole suite.
+# Both create .venv from pyproject.toml on first use (Python >= 3.11 as $(PYTHON)).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: run test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed  ## the default experiment (narrow spiral, 8 seeds); extra overrides: make run ARGS='schedule.A=20'
+	$(PY) -m dlf.train $(ARGS)
+
+test: $(VENV)/.installed  ## the whole suite: math, config and end-to-end tiers
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.installed  ## engine vs reference loop; rewrites BENCHMARKS.md
+	$(PY) benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

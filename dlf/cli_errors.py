@@ -1,0 +1,41 @@
+"""One-line messages for user errors raised while Hydra composes the config."""
+from __future__ import annotations
+
+import dataclasses
+
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+from dlf.config import Config, ConfigError
+
+
+def keys_of(path: str) -> list[str] | None:
+    """Allowed keys of a config section ('' = top level, 'schedule', ...), or None if unknown."""
+    cls = Config
+    for part in [p for p in path.split(".") if p]:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        f = fields.get(part)
+        if f is None or f.default_factory is dataclasses.MISSING:
+            return None
+        cls = f.default_factory
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def one_line(e: BaseException) -> str | None:
+    """The one-line message for a user error, or None for anything else (a bug keeps its traceback)."""
+    if isinstance(e, ConfigError):
+        return str(e)
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options is not None:
+        group, _, option = e.missing_cfg_file.rpartition("/")
+        return f"{group}={option} is not an option; choose one of: {', '.join(sorted(e.options))}"
+    if isinstance(e, OverrideParseException):
+        return f"cannot parse override: {str(e).splitlines()[0]} (syntax: key=value, group=option)"
+    if isinstance(e, ConfigCompositionException):
+        full_key = getattr(e.__cause__, "full_key", None)
+        if full_key:
+            section, _, _ = full_key.rpartition(".")
+            keys = keys_of(section)
+            where = section or "the top level"
+            allowed = f"; keys of {where}: {', '.join(keys)}" if keys else ""
+            return f"unknown key {full_key}{allowed}"
+        return str(e).splitlines()[0]
+    return None

@@ -1,0 +1,176 @@
+"""Typed, validated run configuration built from the composed Hydra config."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration; its message is one line naming the key."""
+
+
+def _f(default: Any, *, low: float | None = None, gt: float | None = None,
+       choices: tuple[str, ...] | None = None, doc: str = "") -> Any:
+    """A dataclass field carrying its allowed range or choices (checked by `validate`)."""
+    return field(default=default, metadata=dict(low=low, gt=gt, choices=choices, doc=doc))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = _f("spiral", choices=("spiral",))
+    classes: int = _f(3, low=2, doc="number of arms = classes")
+    per_class: int = _f(100, low=1, doc="points per arm, train and validation each")
+    noise: float = _f(0.2, low=0.0, doc="std of the angle noise (radians)")
+    turns: float = _f(2.0, gt=0.0, doc="angle 2*pi*j/C + 2*pi*turns*r")
+    train_seed: int = _f(0, low=0, doc="numpy seed of the training noise (authors' set: 0)")
+    val_seed: int = _f(1, low=0, doc="numpy seed of the validation radii and noise")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = _f("mlp", choices=("mlp",))
+    width: int = _f(100, low=1, doc="hidden units")
+    init: str = _f("lecun", choices=("lecun", "glorot"))
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = _f("gd", choices=("gd",))
+    lr: float = _f(1.0, gt=0.0)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    shape: str = _f("triangle", choices=("triangle", "cosine", "square", "static"))
+    A: float = _f(10.0, low=1.0, doc="amplitude (1 = ordinary loss)")
+    T: int = _f(100, low=2, doc="period in steps")
+    off_last_periods: int = _f(0, low=0, doc="oscillations off for the last N periods")
+    off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = _f(35_000, low=1)
+    log_every: int = _f(500, low=1, doc="steps between log points (one compiled scan each)")
+    vmap_size: int | None = _f(None, low=1, doc="runs vectorised together (null: auto by backend)")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = _f(0, low=0, doc="first seed; seeds seed..seed+seeds-1 are trained")
+    seeds: int = _f(1, low=1, doc="number of seeds trained in one vmapped program")
+    precision: str = _f("float32", choices=("float32", "float64"))
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def off_step(self) -> int | None:
+        """First step with oscillations off (Gamma = 1), or None if they never stop."""
+        s = self.schedule
+        if s.off_from_step is not None:
+            return s.off_from_step
+        if s.off_last_periods > 0:
+            return max(0, self.train.steps - s.off_last_periods * s.T)
+        return None
+
+
+def _allowed(typ: str, meta: Mapping[str, Any]) -> str:
+    if meta.get("choices"):
+        return "one of: " + ", ".join(meta["choices"])
+    kind = "an integer" if typ.startswith("int") else "a number"
+    if meta.get("low") is not None:
+        return f"{kind} >= {meta['low']:g}"
+    if meta.get("gt") is not None:
+        return f"{kind} > {meta['gt']:g}"
+    return kind
+
+
+def _leaf(key: str, value: Any, f: dataclasses.Field) -> Any:
+    """Convert and range-check one leaf, or raise a ConfigError naming the key."""
+    typ, meta = str(f.type), f.metadata
+    allowed = _allowed(typ, meta)
+    bad = ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
+    if value is None:
+        if typ.endswith("| None"):
+            return None
+        raise bad
+    if typ == "str":
+        if not isinstance(value, str) or (meta.get("choices") and value not in meta["choices"]):
+            raise bad
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise bad
+    if typ.startswith("int"):
+        if isinstance(value, float) and not value.is_integer():
+            raise bad
+        value = int(value)
+    else:
+        value = float(value)
+    if (meta.get("low") is not None and value < meta["low"]) or (
+        meta.get("gt") is not None and not value > meta["gt"]
+    ):
+        raise bad
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = prefix.rstrip(".") or "the top level"
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}; keys of {where}: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        f, key = fields[name], prefix + name
+        if f.default_factory is not dataclasses.MISSING:  # a nested group
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key} must be a group of keys, got {value!r}")
+            kwargs[name] = _build(f.default_factory, value, key + ".")
+        else:
+            kwargs[name] = _leaf(key, value, f)
+    return cls(**kwargs)
+
+
+def _check_cross(cfg: Config) -> Config:
+    s = cfg.schedule
+    if s.shape == "static" and s.A != 1.0:
+        raise ConfigError(f"schedule.A={s.A:g} is not allowed with schedule.shape=static; expected 1")
+    if s.off_from_step is not None and s.off_last_periods:
+        raise ConfigError(
+            "schedule.off_from_step and schedule.off_last_periods are exclusive; set one to null/0"
+        )
+    return cfg
+
+
+def from_dict(data: Mapping[str, Any]) -> Config:
+    """Build and validate a Config from a plain (resolved) mapping; missing keys take defaults."""
+    return _check_cross(_build(Config, data, ""))
+
+
+def from_hydra(cfg: Any) -> Config:
+    """Convert a composed DictConfig (resolving interpolations) into a validated Config."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("hydra", None)
+    return from_dict(data)
+
+
+def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """Return cfg with some keys changed, e.g. replace(cfg, train=dict(steps=10), seeds=2)."""
+    data = dataclasses.asdict(cfg)
+    for k, v in sections.items():
+        if isinstance(v, Mapping):
+            data[k].update(v)
+        else:
+            data[k] = v
+    return from_dict(data)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

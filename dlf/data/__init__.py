@@ -1,0 +1,9 @@
+"""Datasets; each returns train and validation splits as numpy arrays."""
+from dlf.data.spiral import Split, spiral  # noqa: F401
+
+
+def build(cfg):
+    """(train, val) splits for a DatasetConfig."""
+    if cfg.name == "spiral":
+        return spiral(cfg.classes, cfg.per_class, cfg.noise, cfg.turns, cfg.train_seed, cfg.val_seed)
+    raise ValueError(f"dataset.name={cfg.name!r} is not allowed; choose one of: spiral")

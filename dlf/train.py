@@ -1,0 +1,55 @@
+"""Hydra entry: `python -m dlf.train [overrides]` composes conf/, validates, and runs."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from dlf import config as config_lib
+from dlf.cli_errors import one_line
+from dlf.outputs import write_json
+
+log = logging.getLogger("dlf")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def app(cfg: DictConfig) -> str:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    for noisy in ("jax._src.xla_bridge", "matplotlib"):  # backend probing, font cache notes
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        run_cfg = config_lib.from_hydra(cfg)
+    except config_lib.ConfigError as e:
+        write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
+        if HydraConfig.get().mode == RunMode.RUN:
+            print(f"dlf: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        raise  # in a sweep: the launcher records this job as failed and goes on
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    from dlf.run import run  # jax is imported only once the config is valid
+
+    return run(run_cfg, out_dir)["status"]
+
+
+def main() -> None:
+    # Let composition errors reach us so that they print as one line (see dlf.cli_errors).
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        app()
+    except Exception as e:  # noqa: BLE001 - user errors become one line, bugs keep their traceback
+        msg = one_line(e)
+        if msg is None:
+            raise
+        print(f"dlf: error: {msg}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
