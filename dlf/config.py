@@ -47,7 +47,7 @@ class ScheduleConfig:
     A: float = _f(10.0, low=1.0, doc="amplitude (1 = ordinary loss)")
     T: int = _f(100, low=2, doc="period in steps")
     off_last_periods: int = _f(0, low=0, doc="oscillations off for the last N periods")
-    off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on")
+    off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on (wins)")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class Config:
     seed: int = _f(0, low=0, doc="first seed; seeds seed..seed+seeds-1 are trained")
-    seeds: int = _f(1, low=1, doc="number of seeds trained in one vmapped program")
+    seeds: int = _f(8, low=1, doc="number of seeds trained in one compiled program")
     precision: str = _f("float32", choices=("float32", "float64"))
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -70,7 +70,8 @@ class Config:
 
     @property
     def off_step(self) -> int | None:
-        """First step with oscillations off (Gamma = 1), or None if they never stop."""
+        """First step with oscillations off (Gamma = 1), or None if they never stop.
+        `schedule.off_from_step`, when set, takes precedence over `schedule.off_last_periods`."""
         s = self.schedule
         if s.off_from_step is not None:
             return s.off_from_step
@@ -140,10 +141,6 @@ def _check_cross(cfg: Config) -> Config:
     s = cfg.schedule
     if s.shape == "static" and s.A != 1.0:
         raise ConfigError(f"schedule.A={s.A:g} is not allowed with schedule.shape=static; expected 1")
-    if s.off_from_step is not None and s.off_last_periods:
-        raise ConfigError(
-            "schedule.off_from_step and schedule.off_last_periods are exclusive; set one to null/0"
-        )
     return cfg
 
 

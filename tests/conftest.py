@@ -1,0 +1,25 @@
+"""Shared helpers for the three test tiers (math, config, end-to-end)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def run_cli(*overrides: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python -m dlf.train` as a user would, in `cwd`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
+    return subprocess.run([sys.executable, "-m", "dlf.train", *overrides], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tiny():
+    """Overrides that make any spiral run take a fraction of a second."""
+    return ["train.steps=40", "train.log_every=10", "seeds=2", "model.width=8"]

@@ -1,0 +1,99 @@
+"""Config tier: every group option and experiment composes from conf/ and runs a few steps;
+every bad input fails with one line naming the key."""
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF, run_cli
+from dlf import config as config_lib
+from dlf.run import run
+
+TINY = ["train.steps=6", "train.log_every=3", "seeds=2", "model.width=4"]
+GROUPS = ("dataset", "model", "optimizer", "schedule")
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def compose_cfg(overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return config_lib.from_hydra(compose(config_name="config", overrides=overrides))
+
+
+def test_defaults_are_the_documented_spiral_protocol():
+    cfg = compose_cfg([])
+    assert (cfg.dataset.name, cfg.model.width, cfg.model.init, cfg.optimizer.name, cfg.optimizer.lr) == (
+        "spiral", 100, "lecun", "gd", 1.0)
+    assert (cfg.schedule.shape, cfg.train.steps, cfg.precision) == ("triangle", 35000, "float32")
+    assert cfg.off_step == 35000 - cfg.schedule.T  # oscillations off for the last period
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_every_group_option_composes_and_runs(group, option, tmp_path):
+    cfg = compose_cfg([f"{group}={option}", *TINY])
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "ok" and summary["final"]["train_acc"]["n"] == 2
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_runs(experiment, tmp_path):
+    full = compose_cfg([f"experiment={experiment}"])
+    assert full.train.steps == 35000 and full.optimizer.lr == 1.0 and full.schedule.off_last_periods == 1
+    assert full.model.width == {"fig3_spiral_narrow": 100, "fig3_spiral_wide": 1000}[experiment]
+    cfg = compose_cfg([f"experiment={experiment}", *TINY])
+    assert run(cfg, tmp_path)["status"] == "ok"
+
+
+def test_schedule_options_set_their_shape():
+    for shape in ("triangle", "cosine", "square", "static"):
+        cfg = compose_cfg([f"schedule={shape}"])
+        assert cfg.schedule.shape == shape
+    assert compose_cfg(["schedule=static"]).schedule.A == 1.0
+
+
+def test_off_from_step_takes_precedence():
+    cfg = compose_cfg(["schedule.off_from_step=1234"])
+    assert cfg.off_step == 1234
+    assert compose_cfg(["schedule.off_last_periods=0"]).off_step is None
+
+
+BAD = [
+    (["schedule.A=0.5"], "schedule.A", ">= 1"),
+    (["schedule.T=1"], "schedule.T", ">= 2"),
+    (["schedule.T=2.5"], "schedule.T", "integer"),
+    (["schedule.T=abc"], "schedule.T", "integer"),
+    (["model.width=0"], "model.width", ">= 1"),
+    (["optimizer.lr=0"], "optimizer.lr", "> 0"),
+    (["optimizer.lr=-1"], "optimizer.lr", "> 0"),
+    (["train.steps=0"], "train.steps", ">= 1"),
+    (["seeds=0"], "seeds", ">= 1"),
+    (["precision=bf16"], "precision", "float32, float64"),
+    (["model.init=he"], "model.init", "lecun, glorot"),
+    (["schedule.shape=zigzag"], "schedule.shape", "triangle, cosine, square, static"),
+    (["schedule=static", "schedule.A=10"], "schedule.A", "schedule.shape=static"),
+    (["model=resnet"], "model=resnet", "mlp"),
+    (["schedule=zigzag"], "schedule=zigzag", "triangle"),
+    (["experiment=fig99"], "experiment=fig99", "fig3_spiral_narrow"),
+    (["schedule.X=1"], "schedule.X", "off_last_periods"),
+    (["+schedule.X=1"], "schedule.X", "off_last_periods"),
+    (["lr=1"], "unknown key lr", "optimizer"),
+]
+
+
+@pytest.mark.parametrize("overrides,key,allowed", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_input_is_one_line_error(overrides, key, allowed, tmp_path):
+    p = run_cli(*overrides, "hydra.run.dir=run", cwd=tmp_path, timeout=120)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("dlf: error: ") and key in lines[0] and allowed in lines[0], lines[0]
+    assert "Traceback" not in p.stderr + p.stdout
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_invalid_value_records_failed_summary(tmp_path):
+    p = run_cli("schedule.T=1", "hydra.run.dir=run", cwd=tmp_path, timeout=120)
+    assert p.returncode == 2
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "schedule.T" in summary["error"]

@@ -1,0 +1,84 @@
+"""End-to-end tier: the CLI as a user runs it, in a temporary directory; the files it leaves."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_cli
+from dlf.outputs import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def _run(tmp_path, *overrides, name="run"):
+    p = run_cli(*overrides, f"hydra.run.dir={name}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / name
+    return p, d, read_jsonl(d / "metrics.jsonl"), json.loads((d / "summary.json").read_text())
+
+
+def test_run_writes_config_metrics_summary_figure(tmp_path):
+    p, d, rows, s = _run(tmp_path, "schedule.A=10", "schedule.T=40", "seeds=3", "train.steps=250",
+                         "train.log_every=100", "model.width=16")
+    # resolved config, Hydra's own copy, and the run log
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    assert cfg["schedule"] == {"shape": "triangle", "A": 10, "T": 20, "off_last_periods": 1,
+                               "off_from_step": None}
+    assert (d / ".hydra" / "overrides.yaml").exists() and (d / "train.log").exists()
+    # one row per log point: 0, 100, 200 and the remainder chunk's end 250
+    assert [r["step"] for r in rows] == [0, 100, 200, 250]
+    for r in rows:
+        assert set(r) == {"step", "gamma", "loss", "ce", "train_acc", "val_acc"}
+        assert len(r["gamma"]) == 3 and abs(sum(r["gamma"]) - 3) < 1e-5
+        assert all(len(r[k]) == 3 for k in ("loss", "ce", "train_acc", "val_acc"))
+    assert rows[0]["loss"] == rows[0]["ce"]  # Gamma(0) = 1
+    assert rows[-1]["gamma"] == [1.0, 1.0, 1.0]  # oscillations off for the last period
+    # step 100 = 2.5 T: class 2 at its peak, Gamma = (3/(A+2), 3/(A+2), 3A/(A+2)); F != CE there
+    np.testing.assert_allclose(rows[1]["gamma"], [0.25, 0.25, 2.5], rtol=1e-6)
+    assert rows[1]["loss"] != rows[1]["ce"]
+    # summary
+    assert s["status"] == "ok" and s["diverged_seeds"] == [] and s["seeds"] == [0, 1, 2]
+    for key in ("train_acc", "val_acc"):
+        st = s["final"][key]
+        assert st["per_seed"] == rows[-1][key] and st["n"] == 3
+        assert st["mean"] == pytest.approx(np.mean(rows[-1][key]))
+        assert st["std"] == pytest.approx(np.std(rows[-1][key], ddof=1))
+    assert s["wall_s"] > 0 and s["steps_per_s"] > 0 and s["git_sha"]
+    assert (d / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # progress on the terminal
+    log = p.stdout + p.stderr
+    assert "step 250/250" in log and "steps/s" in log and "train_acc" in log
+
+
+def test_same_config_and_seed_reproduce_exactly(tmp_path):
+    args = ("schedule.A=30", "schedule.T=16", "seeds=2", "seed=4", "train.steps=120",
+            "train.log_every=40", "model.width=12")
+    _, _, rows_a, a = _run(tmp_path, *args, name="a")
+    _, _, rows_b, b = _run(tmp_path, *args, name="b")
+    assert rows_a == rows_b
+    assert a["final"] == b["final"]
+    _, _, rows_c, _ = _run(tmp_path, *args[:3], "seed=5", *args[4:], name="c")
+    assert rows_c != rows_a  # the seed does matter
+
+
+def test_float64_glorot_experiment_command(tmp_path):
+    _, d, rows, s = _run(tmp_path, "experiment=fig3_spiral_narrow", "schedule.A=20", "schedule.T=30",
+                         "model.init=glorot", "precision=float64", "seeds=2", "train.steps=90",
+                         "train.log_every=30")
+    assert s["status"] == "ok" and s["config"]["precision"] == "float64"
+    assert s["config"]["model"] == {"name": "mlp", "width": 100, "init": "glorot"}
+    # float64 values carry more than float32's 24 bits
+    v = rows[-1]["loss"][0]
+    assert v != float(np.float32(v))
+
+
+def test_diverging_run_is_recorded_not_crashed(tmp_path):
+    p, d, rows, s = _run(tmp_path, "optimizer.lr=1e30", "seeds=2", "train.steps=30",
+                         "train.log_every=10", "model.width=8")
+    assert s["status"] == "diverged" and s["diverged_seeds"] == [0, 1]
+    assert all(0 <= v < 30 for v in s["diverged_at_step"].values())
+    assert s["final"]["train_acc"]["n"] == 0 and s["final"]["train_acc"]["per_seed"] == [None, None]
+    assert rows[-1]["loss"] == [None, None]
+    assert (d / "dynamics.png").exists()
+    assert "diverged" in p.stdout + p.stderr
