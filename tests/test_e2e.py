@@ -23,7 +23,7 @@ def test_run_writes_config_metrics_summary_figure(tmp_path):
                          "train.log_every=100", "model.width=16")
     # resolved config, Hydra's own copy, and the run log
     cfg = yaml.safe_load((d / "config.yaml").read_text())
-    assert cfg["schedule"] == {"shape": "triangle", "A": 10, "T": 20, "off_last_periods": 1,
+    assert cfg["schedule"] == {"shape": "triangle", "A": 10, "T": 40, "off_last_periods": 1,
                                "off_from_step": None}
     assert (d / ".hydra" / "overrides.yaml").exists() and (d / "train.log").exists()
     # one row per log point: 0, 100, 200 and the remainder chunk's end 250
