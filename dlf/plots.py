@@ -18,10 +18,11 @@ def _band(ax, steps, values, label, color):
     ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, lw=0)
 
 
-def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: int, title: str) -> None:
+def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: int,
+             off_step: int | None, title: str) -> None:
     """dynamics.png: Gamma_i(t) over the whole run and its first `zoom_steps`, F per seed, and
-    accuracies (mean +- std over seeds). gamma_dense is (steps+1, C): Gamma at every step, so the
-    period is drawn without aliasing whatever the log interval."""
+    accuracies (mean +- std over seeds); a dashed line where the oscillations stop. gamma_dense is
+    (steps+1, C): Gamma at every step, so the period is drawn without aliasing."""
     steps = np.array([r["step"] for r in rows])
     t = np.arange(gamma_dense.shape[0])
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
@@ -30,11 +31,16 @@ def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: 
             ax.plot(t, gamma_dense[:, i], lw=0.8, label=f"class {i}")
         ax.set(xlabel="step", ylabel=r"$\Gamma_i(t)$", title=sub)
     axes[0, 1].set_xlim(0, max(1, min(zoom_steps, t[-1])))
+    if off_step is not None and off_step <= t[-1]:
+        for ax in (axes[0, 0], axes[1, 0], axes[1, 1]):
+            ax.axvline(off_step, color="k", ls="--", lw=0.8)
+        axes[0, 0].text(off_step, 1.0, " oscillations off", rotation=90, va="bottom", ha="right", fontsize=7)
     axes[0, 0].legend(fontsize=8, loc="upper right")
     ax = axes[1, 0]
     loss = np.array([[np.nan if x is None else x for x in r["loss"]] for r in rows], dtype=float)
     ax.plot(steps, loss, lw=0.6, alpha=0.6)
-    if np.nanmin(loss, initial=np.inf) > 0:
+    lo, hi = np.nanmin(loss, initial=np.inf), np.nanmax(loss, initial=-np.inf)
+    if lo > 0 and hi / lo > 10:
         ax.set_yscale("log")
     ax.set(xlabel="step", ylabel="F (one line per seed)", title="dynamical loss")
     ax = axes[1, 1]

@@ -67,12 +67,16 @@ class Progress:
         if row["step"] not in (0, self.steps) and now - self.last < self.every_s:
             return
         self.last = now
-        rate = f"{row['step'] / (now - self.t0):.0f} steps/s" if now > self.t0 else "compiled"
+        if now > self.t0 and row["step"]:
+            rate = row["step"] / (now - self.t0)
+            speed = f"{rate:.0f} steps/s, eta {(self.steps - row['step']) / rate:.0f} s"
+        else:
+            speed = "compiled"
         stats = {k: outputs.seed_stats(row[k]) for k in ("loss", "train_acc", "val_acc")}
         fmt = lambda s: "nan" if s["mean"] is None else f"{s['mean']:.4f}"  # noqa: E731
         log.info("step %*d/%d | F %s | train_acc %s | val_acc %s | %s", len(str(self.steps)),
                  row["step"], self.steps, fmt(stats["loss"]), fmt(stats["train_acc"]),
-                 fmt(stats["val_acc"]), rate)
+                 fmt(stats["val_acc"]), speed)
 
 
 def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
@@ -106,6 +110,7 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
     summary = summarize(cfg, b.seeds, rows, diverged_step, timing, time.perf_counter() - t_start)
     outputs.write_json(out_dir / "summary.json", summary)
     plots.dynamics(out_dir / "dynamics.png", rows, gamma_dense, 2 * cfg.dataset.classes * cfg.schedule.T,
+                   cfg.off_step,
                    f"{cfg.dataset.name} width {cfg.model.width}, A={cfg.schedule.A:g}, "
                    f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}")
     f = summary["final"]

@@ -82,3 +82,24 @@ def test_diverging_run_is_recorded_not_crashed(tmp_path):
     assert rows[-1]["loss"] == [None, None]
     assert (d / "dynamics.png").exists()
     assert "diverged" in p.stdout + p.stderr
+
+
+def test_diverged_seeds_do_not_disturb_the_others(tmp_path):
+    """lr=1e12 blows up some initialisations of this tiny net within a few steps and not others;
+    the survivors' rows must equal a run of the survivors alone."""
+    common = ("optimizer.lr=1e12", "schedule.T=10", "train.steps=20", "train.log_every=5",
+              "model.width=16")
+    _, _, rows, s = _run(tmp_path, *common, "seed=0", "seeds=4", name="mixed")
+    dead = s["diverged_seeds"]
+    assert 0 < len(dead) < 4, f"expected a mix of diverged and finite seeds, got {dead}"
+    assert s["status"] == "diverged" and s["final"]["train_acc"]["n"] == 4 - len(dead)
+    for seed in range(4):
+        _, _, alone, s1 = _run(tmp_path, *common, f"seed={seed}", "seeds=1", name=f"alone{seed}")
+        assert (s1["status"] == "diverged") == (seed in dead)
+        if seed not in dead:
+            for r4, r1 in zip(rows, alone):
+                for key in ("loss", "ce", "train_acc", "val_acc"):
+                    assert r4[key][seed] == r1[key][0]
+        else:
+            assert s["final"]["val_acc"]["per_seed"][seed] is None
+            assert s["diverged_at_step"][str(seed)] == s1["diverged_at_step"][str(seed)]
