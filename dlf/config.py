@@ -11,10 +11,13 @@ class ConfigError(ValueError):
     """A user error in the configuration; its message is one line naming the key."""
 
 
-def _f(default: Any, *, low: float | None = None, gt: float | None = None,
+def _f(default: Any, *, low: float | None = None, gt: float | None = None, high: float | None = None,
        choices: tuple[str, ...] | None = None, doc: str = "") -> Any:
-    """A dataclass field carrying its allowed range or choices (checked by `validate`)."""
-    return field(default=default, metadata=dict(low=low, gt=gt, choices=choices, doc=doc))
+    """A dataclass field carrying its allowed range or choices (checked when built)."""
+    return field(default=default, metadata=dict(low=low, gt=gt, high=high, choices=choices, doc=doc))
+
+
+MAX_SEED = 2**31 - 1  # seeds travel as uint32 inside the compiled init
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = _f(0, low=0, doc="first seed; seeds seed..seed+seeds-1 are trained")
+    seed: int = _f(0, low=0, high=MAX_SEED, doc="first seed; seeds seed..seed+seeds-1 are trained")
     seeds: int = _f(8, low=1, doc="number of seeds trained in one compiled program")
     precision: str = _f("float32", choices=("float32", "float64"))
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -84,6 +87,8 @@ def _allowed(typ: str, meta: Mapping[str, Any]) -> str:
     if meta.get("choices"):
         return "one of: " + ", ".join(meta["choices"])
     kind = "an integer" if typ.startswith("int") else "a number"
+    if meta.get("low") is not None and meta.get("high") is not None:
+        return f"{kind} in [{meta['low']:g}, {meta['high']:d}]"
     if meta.get("low") is not None:
         return f"{kind} >= {meta['low']:g}"
     if meta.get("gt") is not None:
@@ -112,9 +117,9 @@ def _leaf(key: str, value: Any, f: dataclasses.Field) -> Any:
         value = int(value)
     else:
         value = float(value)
-    if (meta.get("low") is not None and value < meta["low"]) or (
-        meta.get("gt") is not None and not value > meta["gt"]
-    ):
+    if ((meta.get("low") is not None and value < meta["low"])
+            or (meta.get("gt") is not None and not value > meta["gt"])
+            or (meta.get("high") is not None and value > meta["high"])):
         raise bad
     return value
 
@@ -138,6 +143,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _check_cross(cfg: Config) -> Config:
+    if cfg.seed + cfg.seeds - 1 > MAX_SEED:
+        raise ConfigError(f"seed + seeds - 1 = {cfg.seed + cfg.seeds - 1} is not allowed; expected <= {MAX_SEED}")
     s = cfg.schedule
     if s.shape == "static" and s.A != 1.0:
         raise ConfigError(f"schedule.A={s.A:g} is not allowed with schedule.shape=static; expected 1")

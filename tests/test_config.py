@@ -97,3 +97,28 @@ def test_invalid_value_records_failed_summary(tmp_path):
     assert p.returncode == 2
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "schedule.T" in summary["error"]
+
+
+@pytest.mark.parametrize("data,key", [
+    ({"seed": 2**31}, "seed"),
+    ({"seed": 2**31 - 2, "seeds": 5}, "seed + seeds - 1"),
+    ({"seed": -1}, "seed"),
+    ({"train": {"vmap_size": 0}}, "train.vmap_size"),
+    ({"train": {"log_every": 0}}, "train.log_every"),
+    ({"schedule": {"A": float("nan")}}, "schedule.A"),
+    ({"schedule": {"A": True}}, "schedule.A"),
+    ({"model": 3}, "model"),
+    ({"dataset": {"classes": 1}}, "dataset.classes"),
+])
+def test_library_validation_names_the_key(data, key):
+    with pytest.raises(config_lib.ConfigError) as e:
+        config_lib.from_dict(data)
+    assert str(e.value).startswith(key) and "\n" not in str(e.value)
+
+
+def test_bugs_are_not_turned_into_user_errors():
+    from dlf.cli_errors import keys_of, one_line
+
+    assert one_line(RuntimeError("a bug")) is None and one_line(KeyError("x")) is None
+    assert keys_of("schedule") == ["shape", "A", "T", "off_last_periods", "off_from_step"]
+    assert keys_of("schedule.A") is None and keys_of("nope") is None
