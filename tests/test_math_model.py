@@ -189,3 +189,30 @@ def test_build_uses_config():
     assert b.seeds == [5, 6, 7]
     assert b.states.params["Dense_0"]["kernel"].shape == (3, 2, 7)
     assert int(b.hp.T) == 9 and float(b.hp.A) == 4.0 and int(b.hp.off_step) == 91
+
+
+@pytest.mark.parametrize("vmap_size", [None, 2])
+def test_grid_of_A_T_in_one_program_equals_separate_runs(vmap_size):
+    """Per-run (A, T, off_step) as traced values (hp_axis=0): one program, many grid points."""
+    with jax.enable_x64(True):
+        model, tx, prog, data = _problem()
+        grid = [(1.0, 2, NEVER), (30.0, 7, 20), (5.0, 12, NEVER)]
+        hp = Hyper(jnp.asarray([g[0] for g in grid], jnp.float64), jnp.asarray([g[1] for g in grid], jnp.int32),
+                   jnp.asarray([g[2] for g in grid], jnp.int32))
+        rows = []
+        out, _ = fit(prog, init_states(model, tx, [0, 0, 0], data.x_train), hp, data, 30, 10,
+                     lambda s, m: rows.append(m), hp_axis=0, vmap_size=vmap_size)
+        for i, (A, T, off) in enumerate(grid):
+            one, _ = fit(prog, init_states(model, tx, [0], data.x_train),
+                         Hyper(jnp.float64(A), jnp.int32(T), jnp.int32(off)), data, 30, 30, lambda s, m: None)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b[0], rtol=1e-11, atol=1e-13),
+                         out.params, one.params)
+        assert not np.allclose(out.params["Dense_0"]["kernel"][0], out.params["Dense_0"]["kernel"][1])
+        # each run reports its own Gamma: at step 10, run 0 has A=1; run 1 (A=30, T=7) is at
+        # tT=3, class 1, g = 1 + 2*29/7*3; run 2 (A=5, T=12) at tT=10, class 0, g = 9 - 2*4/12*10
+        g1, g2 = 1 + 2 * 29 / 7 * 3, 9 - 2 * 4 / 12 * 10
+        np.testing.assert_allclose(rows[1]["gamma"], [
+            [1, 1, 1],
+            [3 / (2 + g1), 3 * g1 / (2 + g1), 3 / (2 + g1)],
+            [3 * g2 / (2 + g2), 3 / (2 + g2), 3 / (2 + g2)]], rtol=1e-12)
+        np.testing.assert_array_equal(rows[-1]["gamma"][1], np.ones(3))  # run 1 off from step 20
