@@ -114,10 +114,10 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
                    f"{cfg.dataset.name} width {cfg.model.width}, A={cfg.schedule.A:g}, "
                    f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}")
     f = summary["final"]
-    log.info("dlf: %s | train_acc %.4f ± %.4f | val_acc %.4f ± %.4f (n=%d) | %.1f s (compile %.1f s)",
-             summary["status"], f["train_acc"]["mean"] or float("nan"), f["train_acc"]["std"] or 0.0,
-             f["val_acc"]["mean"] or float("nan"), f["val_acc"]["std"] or 0.0, f["val_acc"]["n"],
-             summary["wall_s"], summary["compile_s"])
+    pm = lambda s: "nan" if s["n"] == 0 else f"{s['mean']:.4f} ± {s['std']:.4f}"  # noqa: E731
+    log.info("dlf: %s | train_acc %s | val_acc %s (n=%d) | %.1f s (compile %.1f s)", summary["status"],
+             pm(f["train_acc"]), pm(f["val_acc"]), f["val_acc"]["n"], summary["wall_s"],
+             summary["compile_s"])
     if summary["diverged_seeds"]:
         log.warning("dlf: seeds %s diverged (non-finite loss) at steps %s; they are excluded from "
                     "the final statistics", summary["diverged_seeds"], list(summary["diverged_at_step"].values()))
