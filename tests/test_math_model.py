@@ -216,3 +216,19 @@ def test_grid_of_A_T_in_one_program_equals_separate_runs(vmap_size):
             [3 / (2 + g1), 3 * g1 / (2 + g1), 3 / (2 + g1)],
             [3 * g2 / (2 + g2), 3 / (2 + g2), 3 / (2 + g2)]], rtol=1e-12)
         np.testing.assert_array_equal(rows[-1]["gamma"][1], np.ones(3))  # run 1 off from step 20
+
+
+def test_chunk_is_one_compiled_loop_without_host_callbacks():
+    """The steps between log points are a device loop: no host callback or transfer per step."""
+    from functools import partial
+
+    model, tx, prog, data = _problem(dtype=jnp.float32)
+    states = init_states(model, tx, [0, 1], data.x_train)
+    hp = Hyper(jnp.float32(10.0), jnp.int32(10), jnp.int32(NEVER))
+    hlo = jax.jit(jax.vmap(partial(prog.chunk, n_steps=500), in_axes=(0, None, None))).lower(
+        states, hp, data).as_text()
+    assert "stablehlo.while" in hlo
+    assert "callback" not in hlo and "outfeed" not in hlo
+    calls = []
+    fit(prog, states, hp, data, 1000, 500, lambda s, m: calls.append(s))
+    assert calls == [0, 500, 1000]  # the host sees the metrics at log points only
