@@ -147,7 +147,7 @@ def fit(program: Program, states: TrainState, hp: Hyper, data: Data, steps: int,
     """Train `states` (leading axis = run) for `steps` steps; call on_metrics(step, host_metrics)
     at step 0 and after every chunk of `log_every` steps. Host reads happen one chunk behind the
     device (the next chunk is dispatched first), so the device never waits on the host."""
-    n_runs = jax.tree.leaves(states.step)[0].shape[0]
+    n_runs = states.step.shape[0]
     lift = partial(over_runs, n_runs=n_runs, vmap_size=vmap_size, hp_axis=hp_axis)
     lengths = chunk_lengths(steps, log_every)
     t0 = time.perf_counter()
