@@ -61,6 +61,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LoggerConfig:
+    name: str = _f("none", choices=("none", "wandb"), doc="none = local files only")
+    mode: str = _f("online", choices=("online", "offline", "disabled"), doc="wandb mode")
+    project: str = _f("dlf", doc="W&B project")
+    entity: str | None = _f(None, doc="W&B entity (team or user); null = your default")
+    group: str | None = _f(None, doc="W&B group; null = the sweep directory (multirun) or none")
+    tags: tuple[str, ...] = _f((), doc="extra W&B tags (A, T and seed are always added)")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    A: tuple[float, ...] | None = _f(None, low=1.0, doc="amplitudes of a phase diagram (null: schedule.A)")
+    T: tuple[int, ...] | None = _f(None, low=2, doc="periods of a phase diagram (null: schedule.T)")
+    chunk_runs: int | None = _f(None, low=1, doc="runs per compiled program call (null: from memory)")
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = _f(0, low=0, high=MAX_SEED, doc="first seed; seeds seed..seed+seeds-1 are trained")
     seeds: int = _f(8, low=1, doc="number of seeds trained in one compiled program")
@@ -70,6 +87,9 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    compile_cache: str | None = _f(None, doc="JAX persistent compilation cache directory (null: off)")
 
     @property
     def off_step(self) -> int | None:
@@ -86,6 +106,8 @@ class Config:
 def _allowed(typ: str, meta: Mapping[str, Any]) -> str:
     if meta.get("choices"):
         return "one of: " + ", ".join(meta["choices"])
+    if typ.startswith("str"):
+        return "a string"
     kind = "an integer" if typ.startswith("int") else "a number"
     if meta.get("low") is not None and meta.get("high") is not None:
         return f"{kind} in [{meta['low']:g}, {meta['high']:d}]"
@@ -99,13 +121,15 @@ def _allowed(typ: str, meta: Mapping[str, Any]) -> str:
 def _leaf(key: str, value: Any, f: dataclasses.Field) -> Any:
     """Convert and range-check one leaf, or raise a ConfigError naming the key."""
     typ, meta = str(f.type), f.metadata
+    if typ.startswith("tuple["):
+        return _tuple_leaf(key, value, typ, meta)
     allowed = _allowed(typ, meta)
     bad = ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
     if value is None:
         if typ.endswith("| None"):
             return None
         raise bad
-    if typ == "str":
+    if typ.startswith("str"):
         if not isinstance(value, str) or (meta.get("choices") and value not in meta["choices"]):
             raise bad
         return value
@@ -122,6 +146,20 @@ def _leaf(key: str, value: Any, f: dataclasses.Field) -> Any:
             or (meta.get("high") is not None and value > meta["high"])):
         raise bad
     return value
+
+
+def _tuple_leaf(key: str, value: Any, typ: str, meta: Mapping[str, Any]) -> tuple | None:
+    """A list of leaves of one type (`tuple[int, ...]`), each checked like a scalar."""
+    item_typ = typ[len("tuple["):typ.index(",")]
+    if value is None and typ.endswith("| None"):
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or (
+            meta.get("low") is not None and not value):
+        noun = "strings" if item_typ == "str" else f"{_allowed(item_typ, meta).replace('a number', 'numbers').replace('an integer', 'integers')}"
+        raise ConfigError(f"{key}={value!r} is not allowed; expected a list of {noun}")
+    item = dataclasses.field(metadata=meta)
+    item.type = item_typ
+    return tuple(_leaf(f"{key}[{i}]", v, item) for i, v in enumerate(value))
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:

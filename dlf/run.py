@@ -13,6 +13,7 @@ import numpy as np
 
 from dlf import data as datasets
 from dlf import models, optim, outputs, plots
+from dlf.mirror import open_mirror
 from dlf.config import Config, to_dict
 from dlf.engine import Data, Hyper, Program, TrainState, default_vmap_size, fit, init_states
 from dlf.losses import LOSSES
@@ -53,6 +54,17 @@ def build(cfg: Config) -> Built:
     return Built(program, init_states(model, tx, seeds, data.x_train), hp, data, seeds)
 
 
+def use_compile_cache(path: str | None) -> None:
+    """Point JAX's persistent compilation cache at `path` (shared by the jobs of a sweep). The
+    thresholds are lowered so that the many small one-off compilations are cached too."""
+    if not path:
+        return
+    Path(path).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
 class Progress:
     """Terminal progress: step, F, accuracies and steps/s, at most every `every_s` seconds."""
 
@@ -79,19 +91,23 @@ class Progress:
                  fmt(stats["val_acc"]), speed)
 
 
-def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
-    """Train cfg's seeds and write metrics.jsonl, summary.json and dynamics.png to out_dir."""
+def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
+    """Train cfg's seeds and write metrics.jsonl, summary.json and dynamics.png to out_dir
+    (mirrored to the configured logger; `group` names the sweep the run belongs to)."""
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     writer = outputs.JsonlWriter(out_dir / "metrics.jsonl")
     progress = Progress(cfg.train.steps)
+    mirror = open_mirror(cfg, out_dir, group)
+    use_compile_cache(cfg.compile_cache)
 
     def on_metrics(step: int, metrics: dict[str, np.ndarray]) -> None:
         row = outputs.metrics_row(step, metrics)
         rows.append(row)
         writer.write(row)
+        mirror.log_row(row)
         progress(row)
 
     vmap_size = cfg.train.vmap_size or default_vmap_size()
@@ -113,6 +129,7 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
                    cfg.off_step,
                    f"{cfg.dataset.name} width {cfg.model.width}, A={cfg.schedule.A:g}, "
                    f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}")
+    mirror.finish(summary, [out_dir / "dynamics.png"])
     f = summary["final"]
     pm = lambda s: "nan" if s["n"] == 0 else f"{s['mean']:.4f} ± {s['std']:.4f}"  # noqa: E731
     log.info("dlf: %s | train_acc %s | val_acc %s (n=%d) | %.1f s (compile %.1f s)", summary["status"],

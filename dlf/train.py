@@ -35,8 +35,10 @@ def app(cfg: DictConfig) -> str:
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     from dlf.run import run  # jax is imported only once the config is valid
 
+    hc = HydraConfig.get()
+    group = Path(hc.sweep.dir).as_posix().replace("/", "_") if hc.mode == RunMode.MULTIRUN else None
     try:
-        return run(run_cfg, out_dir)["status"]
+        return run(run_cfg, out_dir, group)["status"]
     except Exception as e:
         # keep a record next to whatever the run wrote before failing, then fail loudly
         write_json(out_dir / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"})
