@@ -8,7 +8,10 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from dlf.schedule import gamma
 
@@ -141,30 +144,83 @@ def default_vmap_size() -> int | None:
     return 1 if jax.default_backend() == "cpu" else None
 
 
+def _pad_runs(tree, n: int):
+    """Append copies of the last run so that the run axis has length n."""
+    def pad(x):
+        extra = n - x.shape[0]
+        return x if extra == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)])
+    return jax.tree.map(pad, tree)
+
+
+class Compiled:
+    """A training program compiled once for `n_runs` stacked runs of one shape, callable on any
+    states/hyper-parameters of that shape (a phase diagram reuses it for every chunk of its grid).
+    Runs are sharded over the local devices (padded to a multiple of their number), and within a
+    device lifted by `over_runs`."""
+
+    def __init__(self, program: Program, states: TrainState, hp: Hyper, data: Data, steps: int,
+                 log_every: int, hp_axis: int | None = None, vmap_size: int | None = None,
+                 devices: list | None = None):
+        self.n_runs = states.step.shape[0]
+        devices = list(devices or jax.local_devices())[:self.n_runs]
+        self.n_dev = len(devices)
+        self.n_padded = -(-self.n_runs // self.n_dev) * self.n_dev
+        self.hp_axis = hp_axis
+        self.lengths = chunk_lengths(steps, log_every)
+        mesh = Mesh(np.array(devices), ("runs",))
+        self.runs_sharding = NamedSharding(mesh, P("runs"))
+        self.replicated = NamedSharding(mesh, P())
+        hp_spec = P("runs") if hp_axis == 0 else P()
+        specs = (P("runs"), hp_spec, P())
+
+        def lift(fn, out_specs):
+            local = over_runs(fn, self.n_padded // self.n_dev, vmap_size, hp_axis)
+            return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out_specs)
+
+        t0 = time.perf_counter()
+        args = self._place(states, hp, data)
+        self.evaluate = jax.jit(lift(program.evaluate, P("runs"))).lower(*args).compile()
+        self.runners = {
+            n: jax.jit(lift(partial(program.chunk, n_steps=n), (P("runs"), P("runs"))),
+                       donate_argnums=0).lower(*args).compile()
+            for n in sorted(set(self.lengths))
+        }
+        self.compile_s = time.perf_counter() - t0
+
+    def _place(self, states, hp, data):
+        states = jax.device_put(_pad_runs(states, self.n_padded), self.runs_sharding)
+        if self.hp_axis == 0:
+            hp = jax.device_put(_pad_runs(hp, self.n_padded), self.runs_sharding)
+        else:
+            hp = jax.device_put(hp, self.replicated)
+        return states, hp, jax.device_put(data, self.replicated)
+
+    def __call__(self, states: TrainState, hp: Hyper, data: Data,
+                 on_metrics: Callable[[int, dict], None]) -> tuple[TrainState, float]:
+        """Train; call on_metrics(step, host_metrics) at step 0 and after every chunk. Host reads
+        happen one chunk behind the device (the next chunk is dispatched first), so the device
+        never waits on the host. Returns the final states and the training wall time."""
+        n = self.n_runs
+        cut = lambda tree: jax.tree.map(lambda x: x[:n], tree)  # noqa: E731 - drop padding runs
+        t1 = time.perf_counter()
+        states, hp, data = self._place(states, hp, data)
+        pending = (0, self.evaluate(states, hp, data))
+        step = 0
+        for length in self.lengths:
+            states, metrics = self.runners[length](states, hp, data)
+            step += length
+            on_metrics(pending[0], cut(jax.device_get(pending[1])))  # host sync, previous chunk
+            pending = (step, metrics)
+        on_metrics(pending[0], cut(jax.device_get(pending[1])))
+        states = jax.block_until_ready(cut(states))
+        return states, time.perf_counter() - t1
+
+
 def fit(program: Program, states: TrainState, hp: Hyper, data: Data, steps: int, log_every: int,
         on_metrics: Callable[[int, dict], None], hp_axis: int | None = None,
-        vmap_size: int | None = None):
-    """Train `states` (leading axis = run) for `steps` steps; call on_metrics(step, host_metrics)
-    at step 0 and after every chunk of `log_every` steps. Host reads happen one chunk behind the
-    device (the next chunk is dispatched first), so the device never waits on the host."""
-    n_runs = states.step.shape[0]
-    lift = partial(over_runs, n_runs=n_runs, vmap_size=vmap_size, hp_axis=hp_axis)
-    lengths = chunk_lengths(steps, log_every)
-    t0 = time.perf_counter()
-    evaluate = jax.jit(lift(program.evaluate)).lower(states, hp, data).compile()
-    runners = {
-        n: jax.jit(lift(partial(program.chunk, n_steps=n)), donate_argnums=0)
-        .lower(states, hp, data).compile()
-        for n in sorted(set(lengths))
-    }
-    t1 = time.perf_counter()
-    pending = (0, evaluate(states, hp, data))
-    step = 0
-    for n in lengths:
-        states, metrics = runners[n](states, hp, data)
-        step += n
-        on_metrics(pending[0], jax.device_get(pending[1]))  # host sync on the previous chunk
-        pending = (step, metrics)
-    on_metrics(pending[0], jax.device_get(pending[1]))
-    jax.block_until_ready(states)
-    return states, Timing(compile_s=t1 - t0, train_s=time.perf_counter() - t1)
+        vmap_size: int | None = None, devices: list | None = None):
+    """Compile and train `states` (leading axis = run) for `steps` steps, calling
+    on_metrics(step, host_metrics) at step 0 and after every chunk of `log_every` steps."""
+    compiled = Compiled(program, states, hp, data, steps, log_every, hp_axis, vmap_size, devices)
+    states, train_s = compiled(states, hp, data, on_metrics)
+    return states, Timing(compile_s=compiled.compile_s, train_s=train_s)

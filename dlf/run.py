@@ -35,9 +35,8 @@ def dtype_of(cfg: Config):
     return jnp.float64 if cfg.precision == "float64" else jnp.float32
 
 
-def build(cfg: Config) -> Built:
-    """Data, model, optimizer, initial states of all seeds and the traced hyper-parameters.
-    Call inside `jax.enable_x64(cfg.precision == "float64")`."""
+def pieces(cfg: Config):
+    """(program, model, tx, data) of a config: everything but the runs' states and hyper-parameters."""
     dtype = dtype_of(cfg)
     train, val = datasets.build(cfg.dataset)
     data = Data(jnp.asarray(train.x, dtype), jnp.asarray(train.y, jnp.int32),
@@ -47,6 +46,14 @@ def build(cfg: Config) -> Built:
     tx = optim.build(cfg.optimizer)
     program = Program(apply=lambda p, x: model.apply({"params": p}, x), tx=tx,
                       loss=LOSSES["cross_entropy"], num_classes=C, shape=cfg.schedule.shape)
+    return program, model, tx, data
+
+
+def build(cfg: Config) -> Built:
+    """Data, model, optimizer, initial states of all seeds and the traced hyper-parameters.
+    Call inside `jax.enable_x64(cfg.precision == "float64")`."""
+    dtype = dtype_of(cfg)
+    program, model, tx, data = pieces(cfg)
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     off = cfg.off_step
     hp = Hyper(A=jnp.asarray(cfg.schedule.A, dtype), T=jnp.asarray(cfg.schedule.T, jnp.int32),

@@ -31,6 +31,8 @@ def app(cfg: DictConfig) -> str:
         if HydraConfig.get().mode == RunMode.RUN:
             print(f"dlf: error: {e}", file=sys.stderr)
             sys.exit(2)
+        # into this job's train.log (and SLURM .out), which otherwise show no error at all
+        log.error("dlf: error: %s (this job is not run; the sweep goes on)", e)
         raise  # in a sweep: the launcher records this job as failed and goes on
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     from dlf.run import run  # jax is imported only once the config is valid
@@ -48,6 +50,9 @@ def app(cfg: DictConfig) -> str:
 def main() -> None:
     # Let composition errors reach us so that they print as one line (see dlf.cli_errors).
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    from dlf.devices import host_device_flag
+
+    host_device_flag()  # CPU cores as XLA devices: runs are sharded over them
     try:
         app()
     except Exception as e:  # noqa: BLE001 - user errors become one line, bugs keep their traceback

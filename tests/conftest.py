@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from dlf.devices import host_device_flag
+
+host_device_flag(2)  # the engine shards runs over 2 CPU devices here, as the CLI does on 2 cores
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
