@@ -234,12 +234,12 @@ def app(cfg: DictConfig) -> None:
         raise
 
 
-_LIST_ARG = re.compile(r"^(\+{0,2}grid\.(?:A|T))=([^\[].*,.*)$")
+_LIST_ARG = re.compile(r"^(\+{0,2}grid\.(?:A|T))=(?!\[|null$)(.+)$")
 
 
 def list_args(argv: list[str]) -> list[str]:
-    """`grid.A=1,5,10` (a sweep to Hydra) -> `grid.A=[1,5,10]` (a list): a phase diagram is one
-    program, not a sweep of jobs."""
+    """`grid.A=1,5,10` (a sweep to Hydra) -> `grid.A=[1,5,10]` (a list), `grid.T=40` -> `[40]`: a
+    phase diagram is one program, not a sweep of jobs."""
     return [_LIST_ARG.sub(r"\1=[\2]", a) for a in argv]
 
 

@@ -16,10 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
-def run_cli(*overrides: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m dlf.train` as a user would, in `cwd`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
-    return subprocess.run([sys.executable, "-m", "dlf.train", *overrides], cwd=cwd, env=env,
+def run_cli(*overrides: str, cwd: Path, timeout: float = 600, module: str = "dlf.train",
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m <module>` (dlf.train, dlf.phase, dlf.aggregate) as a user would, in `cwd`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
+    return subprocess.run([sys.executable, "-m", module, *overrides], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
 
 
