@@ -19,8 +19,10 @@ run: $(VENV)/.installed  ## the default experiment (narrow spiral, 8 seeds); ext
 test: $(VENV)/.installed  ## the whole suite: math, config and end-to-end tiers
 	$(PY) -m pytest -q tests
 
-bench: $(VENV)/.installed  ## engine vs reference loop; rewrites BENCHMARKS.md
+bench: $(VENV)/.installed  ## engine, grid and compile-cache benchmarks; rewrite BENCHMARKS.md (~10 min)
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/phase.py
+	$(PY) benchmarks/cache.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

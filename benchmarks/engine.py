@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from dlf import config as config_lib
 from dlf.engine import fit
 from dlf.run import build
 
-ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench:engine:begin -->", "<!-- bench:engine:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _md import cpu_name, write_section  # noqa: E402
+
 
 
 def reference_loop(b, lr: float, steps: int) -> float:
@@ -67,16 +69,6 @@ def ref_for(cfg, steps):
         return reference_loop(build(config_lib.replace(cfg, seeds=1)), cfg.optimizer.lr, steps)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ref-steps", type=int, default=2000)
@@ -111,7 +103,6 @@ def main(argv=None):
     ] + [f"| {r[0]} | {r[1]:,.0f} | {r[2]:,.0f} | {r[3]:,.1f} | {r[4]:,.1f} | **{r[5]:.1f}x** |" for r in rows]
     one = rows[0][4]
     text = "\n".join([
-        BEGIN,
         "## Engine vs the notebook loop (spiral, width 100, 3 x 100 points, full-batch GD)",
         "",
         f"Command: `.venv/bin/python benchmarks/engine.py` (`make bench`) — machine: {cpu_name()}, "
@@ -138,17 +129,9 @@ def main(argv=None):
         "- On CPU, vmapping MLP runs is slower per run-step than looping over them inside the same "
         "program (XLA:CPU's batched matmuls), so `train.vmap_size` defaults to 1 on CPU and to all "
         "runs on accelerators.",
-        END,
     ])
     if not args.no_write:
-        path = ROOT / "BENCHMARKS.md"
-        old = path.read_text() if path.exists() else "# dlf benchmarks\n\nEach section is written by the script named in it.\n\n"
-        if BEGIN in old:
-            new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-        else:
-            new = old.rstrip() + "\n\n" + text + "\n"
-        path.write_text(new)
-        print(f"wrote {path}")
+        print(f"wrote {write_section('engine', text)}")
     return rows
 
 

@@ -1,0 +1,39 @@
+"""Shared bits of the benchmark scripts: machine description, BENCHMARKS.md sections."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    import jax
+
+    return (f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, {jax.device_count()} x "
+            f"{jax.default_backend()} device(s), jax {jax.__version__}, Python {platform.python_version()}")
+
+
+def write_section(name: str, body: str) -> Path:
+    """Replace (or append) the section between `<!-- bench:NAME:begin/end -->` in BENCHMARKS.md."""
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    text = f"{begin}\n{body.strip()}\n{end}"
+    path = ROOT / "BENCHMARKS.md"
+    old = path.read_text() if path.exists() else "# dlf benchmarks\n\nEach section is written by the script named in it.\n\n"
+    if begin in old:
+        new = old[: old.index(begin)] + text + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip() + "\n\n" + text + "\n"
+    path.write_text(new)
+    return path
