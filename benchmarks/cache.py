@@ -74,7 +74,7 @@ def main(argv=None) -> None:
         "",
         f"- Warm vs no cache: per-job wall x{med['off']['job'] / med['warm']['job']:.2f} faster, compile "
         f"x{med['off']['compile'] / max(med['warm']['compile'], 1e-9):.1f} faster.",
-        "- The cache is on by default (`compile_cache: ${hydra:runtime.cwd}/outputs/.jax_cache`), with "
+        "- The cache is on by default (`compile_cache: outputs/.jax_cache`), with "
         "JAX's thresholds lowered so that small programs are cached too.",
     ])
     if not args.no_write:

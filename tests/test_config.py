@@ -10,14 +10,38 @@ from dlf import config as config_lib
 from dlf.run import run
 
 TINY = ["train.steps=6", "train.log_every=3", "seeds=2", "model.width=4"]
-GROUPS = ("dataset", "model", "optimizer", "schedule")
+GROUPS = ("dataset", "model", "optimizer", "schedule", "logger")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
-def compose_cfg(overrides):
+def compose_cfg(overrides, name="config"):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return config_lib.from_hydra(compose(config_name="config", overrides=overrides))
+        return config_lib.from_hydra(compose(config_name=name, overrides=overrides))
+
+
+def _keys(cls, prefix=""):
+    import dataclasses
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            yield from _keys(f.default_factory, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name
+
+
+def test_readme_config_table_documents_every_key():
+    import re
+    text = (CONF.parent / "README.md").read_text()
+    text = text[text.index("| key | default | allowed | meaning |"):]
+    text = text[:text.index("\n\n")]
+    documented = set(re.findall(r"^\| `([a-z_]+(?:\.[a-zA-Z_]+)*)` \| `", text, flags=re.M))
+    assert documented == set(_keys(config_lib.Config))
+
+
+def test_phase_config_is_the_train_config_plus_its_run_dir():
+    cfg = compose_cfg(["experiment=fig3_spiral_narrow", "grid.A=[1,5]"], name="phase")
+    assert (cfg.seeds, cfg.model.width, cfg.grid.A, cfg.grid.T) == (50, 100, (1.0, 5.0), None)
+    assert compose_cfg(["experiment=fig3_spiral_wide"], name="phase").model.width == 1000
 
 
 def test_defaults_are_the_documented_spiral_protocol():
@@ -30,7 +54,7 @@ def test_defaults_are_the_documented_spiral_protocol():
 
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_group_option_composes_and_runs(group, option, tmp_path):
-    cfg = compose_cfg([f"{group}={option}", *TINY])
+    cfg = compose_cfg([f"{group}={option}", *TINY] + (["logger.mode=disabled"] if group == "logger" else []))
     summary = run(cfg, tmp_path)
     assert summary["status"] == "ok" and summary["final"]["train_acc"]["n"] == 2
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
