@@ -26,6 +26,9 @@ def app(cfg: DictConfig) -> str:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         run_cfg = config_lib.from_hydra(cfg)
+        if run_cfg.grid.A or run_cfg.grid.T:
+            raise config_lib.ConfigError("grid.A and grid.T are for phase diagrams (python -m dlf.phase); "
+                                         "dlf.train takes schedule.A and schedule.T")
     except config_lib.ConfigError as e:
         write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
         if HydraConfig.get().mode == RunMode.RUN:

@@ -126,6 +126,11 @@ def test_phase_bad_input_is_one_line(tmp_path, args, msg):
     assert msg in p.stderr
 
 
+def test_train_refuses_grid_keys(tmp_path):
+    p = run_cli("grid.A=[1,5]", "hydra.run.dir=bad", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith("dlf: error: grid.A and grid.T are for phase diagrams")
+
+
 # ---------------------------------------------------------------- sweeps of jobs + aggregation
 
 def test_multirun_jobs_aggregate_to_the_phase_diagram(tmp_path):
