@@ -42,7 +42,7 @@ def one_line(e: BaseException) -> str | None:
         # a SLURM job that was rejected, killed or failed outside Python: say which and where its
         # log is; the other jobs' outputs are in the sweep dir (python -m dlf.aggregate <dir>)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if type(e).__name__ == "FailedSubmissionError":
+        if type(e).__name__ == "FailedSubmissionError" or first.startswith("sbatch:"):
             return f"SLURM rejected the sweep: {first} (check hydra.launcher.* against the partition)"
         return f"SLURM: {first} (see the job's .submitit log in the sweep dir)"
     return None

@@ -127,3 +127,16 @@ def test_sweep_with_failing_job_through_slurm(tmp_path, tiny):
     # function submitit ran returned normally, with Hydra's failed-job record)
     bad_log = (submitit_dir / job_ids[BAD] / f"{job_ids[BAD]}_0_log.out").read_text()
     assert "dlf: error: schedule.A=0.5 is not allowed" in bad_log
+
+
+def test_sweep_slurm_rejects_is_one_line(tmp_path, tiny):
+    """A sweep SLURM refuses (here: a GPU on a cluster without GPUs) stops with one line."""
+    partition = _slurm_partition()
+    if "gpu" in subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True).stdout:
+        pytest.skip("this cluster has GPUs")
+    p = run_cli("-m", "schedule.A=1,2", *tiny, f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=slurm",
+                f"hydra.launcher.partition={partition}", "hydra.launcher.gpus_per_node=1", cwd=tmp_path,
+                timeout=300)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert p.stderr.strip().splitlines()[-1].startswith("dlf: error: SLURM rejected the sweep: "), p.stderr
+    assert "Traceback" not in p.stderr
