@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+from typing import Callable
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
@@ -46,3 +49,20 @@ def one_line(e: BaseException) -> str | None:
             return f"SLURM rejected the sweep: {first} (check hydra.launcher.* against the partition)"
         return f"SLURM: {first} (see the job's .submitit log in the sweep dir)"
     return None
+
+
+def run_app(app: Callable[[], object]) -> None:
+    """Run a @hydra.main app from the command line: CPU cores become XLA devices, and user errors
+    (composition, validation, SLURM) print as one `dlf: error: ...` line with exit code 2."""
+    from dlf.devices import host_device_flag
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, to print them as one line
+    host_device_flag()  # CPU cores as XLA devices: runs are sharded over them
+    try:
+        app()
+    except Exception as e:  # noqa: BLE001 - user errors become one line, bugs keep their traceback
+        msg = one_line(e)
+        if msg is None:
+            raise
+        print(f"dlf: error: {msg}", file=sys.stderr)
+        sys.exit(2)

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dlf import config as config_lib
-from dlf.cli_errors import one_line
+from dlf.cli_errors import run_app
 from dlf.config import Config
 from dlf.outputs import write_json
 
@@ -73,7 +73,6 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
     """Train every (A, T, seed) of cfg's grid and write the phase-diagram directory."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from dlf import diagram
     from dlf.engine import Compiled, Hyper, _pad_runs, default_vmap_size, init_states
@@ -244,23 +243,12 @@ def list_args(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    from dlf.devices import host_device_flag
-
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    host_device_flag()
     if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
         print("dlf: error: dlf.phase trains the whole grid in one program; give grid.A=... grid.T=... "
               "without -m (sweeps of jobs: python -m dlf.train -m ...)", file=sys.stderr)
         sys.exit(2)
     sys.argv = sys.argv[:1] + list_args(sys.argv[1:])
-    try:
-        app()
-    except Exception as e:  # noqa: BLE001
-        msg = one_line(e)
-        if msg is None:
-            raise
-        print(f"dlf: error: {msg}", file=sys.stderr)
-        sys.exit(2)
+    run_app(app)
 
 
 if __name__ == "__main__":

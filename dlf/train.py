@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dlf import config as config_lib
-from dlf.cli_errors import one_line
+from dlf.cli_errors import run_app
 from dlf.outputs import write_json
 
 log = logging.getLogger("dlf")
@@ -51,19 +50,7 @@ def app(cfg: DictConfig) -> str:
 
 
 def main() -> None:
-    # Let composition errors reach us so that they print as one line (see dlf.cli_errors).
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    from dlf.devices import host_device_flag
-
-    host_device_flag()  # CPU cores as XLA devices: runs are sharded over them
-    try:
-        app()
-    except Exception as e:  # noqa: BLE001 - user errors become one line, bugs keep their traceback
-        msg = one_line(e)
-        if msg is None:
-            raise
-        print(f"dlf: error: {msg}", file=sys.stderr)
-        sys.exit(2)
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ One dlf run (all its seeds, one process) is one W&B run. What is sent:
 The W&B files go to `<run dir>/wandb/`. The local files are the primary copy: every wandb call is
 guarded, the first failure logs one warning line and turns the mirror off, and `finish` always
 tries to close the run. `logger.mode=offline` makes no network connection at all (see
-`_global_settings`); `disabled` never imports wandb.
+`_offline_everywhere`); `disabled` never imports wandb.
 """
 from __future__ import annotations
 
@@ -73,19 +73,28 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
     return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
 
-def _global_settings(mode: str) -> dict[str, Any]:
-    """Process-wide wandb settings, applied with `wandb.setup` before `wandb.init`.
+def _offline_everywhere() -> None:
+    """Make this process's wandb truly offline (wandb 0.31; checked by tests/test_wandb.py).
 
-    wandb 0.31 decides about its process-wide telemetry (an OpenTelemetry exporter that posts to
-    the W&B server, resolving its host first) from the *global* settings, not from
-    `wandb.init(mode=...)`: a plain offline init still looks up the server at exit. Setting the
-    mode globally too turns that off (checked with strace in tests/test_wandb.py). Error reports
-    of the wandb-core service (Sentry) are turned off for offline runs as well, unless the user set
-    WANDB_ERROR_REPORTING; this must happen before the service starts, i.e. before `wandb.setup`.
+    `wandb.init(mode="offline")` alone is not enough: wandb's process-wide telemetry (an
+    OpenTelemetry exporter that posts to the W&B server, https://api.forge.coreweave.com unless
+    WANDB_BASE_URL says otherwise) takes its settings from the *global* wandb settings, and every
+    `run.log` feeds it, so a plain offline run still resolves and contacts that host at exit.
+    Each of the following stops that on its own; all three are applied:
+    - the global mode: `wandb.setup(settings=wandb.Settings(mode="offline"))` (done by the caller);
+    - WANDB_ERROR_REPORTING=false (unless the user set it): turns the telemetry recorder off and
+      starts the wandb-core service with --no-observability (no error reports); it must be set
+      before the service starts, i.e. before `wandb.setup`;
+    - wandb's `opentelemetry_proxy.disable()`, which also covers a process that already ran an
+      online run (a multirun sweeping logger.mode). Telemetry stays off for the rest of the process.
     """
-    if mode == "offline":
-        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
-    return {"mode": mode}
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+
+        opentelemetry_proxy.disable()
+    except (ImportError, AttributeError):  # internal API; the two settings above suffice
+        pass
 
 
 class WandbMirror:
@@ -101,8 +110,11 @@ class WandbMirror:
         mode = cfg.logger.mode
         if mode == "disabled":
             return
-        import wandb  # only here: logger=none never imports it
-
+        try:
+            import wandb  # only here: logger=none and mode=disabled never import it
+        except ImportError as e:
+            self._fail(e, "needs the wandb package (pip install -e '.[wandb]')")
+            return
         self._wandb = wandb
         # console off: dlf's terminal output is in train.log; quiet: no history/summary footer
         settings: dict[str, Any] = {"console": "off", "quiet": True}
@@ -111,7 +123,9 @@ class WandbMirror:
                 settings["init_timeout"] = INIT_TIMEOUT_S
             settings["finish_timeout"] = FINISH_TIMEOUT_S
         try:
-            wandb.setup(settings=wandb.Settings(**_global_settings(mode)))
+            if mode == "offline":
+                _offline_everywhere()
+            wandb.setup(settings=wandb.Settings(mode=mode))
             self._run = wandb.init(
                 mode=mode, dir=str(self.out_dir), project=cfg.logger.project,
                 entity=cfg.logger.entity, group=cfg.logger.group or group, name=self.out_dir.name,
@@ -125,7 +139,7 @@ class WandbMirror:
         if not self._warned:
             self._warned = True
             log.warning("dlf: logger=wandb %s (%s); W&B mirroring is off for this run, the local "
-                        "files are complete", what, _one_line(e))
+                        "outputs are not affected", what, _one_line(e))
         self._ok = False
 
     def _guard(self, what: str, fn: Callable[[], Any]) -> None:
