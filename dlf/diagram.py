@@ -108,6 +108,11 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
             ax.legend(loc="upper right", fontsize=8)
         if len(T) > 1 and T.max() / T.min() >= 10:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(T, [f"{t:g}" for t in T])
+        if len(A) <= 12:
+            ax.set_yticks(A, [f"{a:g}" for a in A])
         ax.set_xlabel("T (steps)")
         ax.set_ylabel("A")
         ax.set_title(f"final {name} accuracy")
