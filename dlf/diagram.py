@@ -138,3 +138,35 @@ def describe(rows: list[dict]) -> str:
     fmt = lambda m, s: "nan" if m is None or math.isnan(m) else f"{m:.4f} ± {s:.4f}"  # noqa: E731
     return (f"best val_acc at A={b['A']:g} T={b['T']}: val {fmt(b['val_acc_mean'], b['val_acc_std'])}, "
             f"train {fmt(b['train_acc_mean'], b['train_acc_std'])} (n={b['n']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dlf.diagram <dir> [-o out.png]`: redraw phase.png of a dlf.phase or
+    dlf.aggregate directory from its phase.csv (e.g. after changing the plotting code)."""
+    import argparse
+    import json
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m dlf.diagram", description=main.__doc__.split(":", 1)[1].strip())
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("-o", "--out", type=Path, help="output file (default: <dir>/phase.png)")
+    args = ap.parse_args(argv)
+    csv_path = args.dir / "phase.csv"
+    if not csv_path.exists():
+        print(f"dlf.diagram: error: {csv_path} does not exist (expected a dlf.phase or dlf.aggregate directory)",
+              file=sys.stderr)
+        return 2
+    title = args.dir.name
+    if (args.dir / "summary.json").exists():
+        from dlf.config import from_dict
+        from dlf.phase import title as phase_title
+
+        title = phase_title(from_dict(json.loads((args.dir / "summary.json").read_text())["config"]))
+    out = args.out or args.dir / "phase.png"
+    plot(out, read_csv(csv_path), title)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

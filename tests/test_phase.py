@@ -109,6 +109,9 @@ def test_phase_records_diverged_runs(tmp_path):
     assert s["diverged_runs"] == sum(round(r["diverged_frac"] * r["runs"]) for r in rows) > 0
     dead = [r for r in _csv(d / "runs.csv") if int(r["diverged_step"]) >= 0]
     assert dead and all(r["train_acc"] == "" for r in dead)
+    # the figure can be redrawn from phase.csv alone
+    q = run_cli(str(d), "-o", "again.png", cwd=tmp_path, module="dlf.diagram")
+    assert q.returncode == 0 and (tmp_path / "again.png").stat().st_size > 10_000, q.stderr
 
 
 @pytest.mark.parametrize("args, msg", [
