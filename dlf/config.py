@@ -22,26 +22,42 @@ MAX_SEED = 2**31 - 1  # seeds travel as uint32 inside the compiled init
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    name: str = _f("spiral", choices=("spiral",))
-    classes: int = _f(3, low=2, doc="number of arms = classes")
-    per_class: int = _f(100, low=1, doc="points per arm, train and validation each")
-    noise: float = _f(0.2, low=0.0, doc="std of the angle noise (radians)")
-    turns: float = _f(2.0, gt=0.0, doc="angle 2*pi*j/C + 2*pi*turns*r")
-    train_seed: int = _f(0, low=0, doc="numpy seed of the training noise (authors' set: 0)")
-    val_seed: int = _f(1, low=0, doc="numpy seed of the validation radii and noise")
+    name: str = _f("spiral", choices=("spiral", "cifar10"))
+    classes: int = _f(3, low=2, doc="number of classes (spiral: arms)")
+    per_class: int = _f(100, low=1, doc="spiral: points per arm, train and validation each")
+    noise: float = _f(0.2, low=0.0, doc="spiral: std of the angle noise (radians)")
+    turns: float = _f(2.0, gt=0.0, doc="spiral: angle 2*pi*j/C + 2*pi*turns*r")
+    train_seed: int = _f(0, low=0, doc="spiral: numpy seed of the training noise (authors' set: 0)")
+    val_seed: int = _f(1, low=0, doc="spiral: numpy seed of the validation radii and noise")
+    source: str = _f("local", choices=("local", "tfds"), doc="cifar10: where the images come from")
+    path: str | None = _f(None, doc="cifar10, source=local: a cifar-10-batches-py directory")
+    data_dir: str | None = _f(None, doc="cifar10, source=tfds: the tensorflow-datasets data_dir")
+    subset: int | None = _f(None, low=1, doc="cifar10: use the first N training (and test) images")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = _f("mlp", choices=("mlp",))
-    width: int = _f(100, low=1, doc="hidden units")
-    init: str = _f("lecun", choices=("lecun", "glorot"))
+    name: str = _f("mlp", choices=("mlp", "myrtle", "wrn"))
+    width: int = _f(100, low=1, doc="mlp: hidden units; myrtle: channels")
+    init: str = _f("lecun", choices=("lecun", "glorot"), doc="mlp initialisation preset")
+    depth: int = _f(5, low=1, doc="myrtle: 5, 7 or 10; wrn: 6n+4 (16, 28, ...)")
+    widen: int = _f(4, low=1, doc="wrn: widening factor k")
+    parameterization: str = _f("standard", choices=("standard", "ntk"), doc="myrtle")
+    norm: str = _f("batch", choices=("batch", "none"), doc="wrn: batch norm or none")
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = _f("gd", choices=("gd",))
-    lr: float = _f(1.0, gt=0.0)
+    name: str = _f("gd", choices=("gd", "sgd", "momentum", "nesterov", "adam"))
+    lr: float = _f(1.0, gt=0.0, doc="learning rate (the peak of a schedule)")
+    momentum: float = _f(0.9, low=0.0, doc="momentum, nesterov: beta")
+    b1: float = _f(0.9, low=0.0, doc="adam")
+    b2: float = _f(0.999, low=0.0, doc="adam")
+    lr_schedule: str = _f("constant", choices=("constant", "piecewise", "cosine"),
+                          doc="piecewise: 0 -> lr at warm-up end -> final_lr at the end")
+    warmup_epochs: float | None = _f(None, low=0.0, doc="warm-up length in epochs (epoch runs)")
+    warmup_steps: int | None = _f(None, low=0, doc="warm-up length in steps (wins over epochs)")
+    final_lr: float = _f(0.0, low=0.0, doc="learning rate at the last step (piecewise, cosine)")
 
 
 @dataclass(frozen=True)
@@ -51,13 +67,23 @@ class ScheduleConfig:
     T: int = _f(100, low=2, doc="period in steps")
     off_last_periods: int = _f(0, low=0, doc="oscillations off for the last N periods")
     off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on (wins)")
+    off_from_epoch: float | None = _f(None, low=0.0, doc="oscillations off from this epoch on (epoch runs)")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = _f(35_000, low=1)
-    log_every: int = _f(500, low=1, doc="steps between log points (one compiled scan each)")
+    steps: int = _f(35_000, low=1, doc="full-batch runs: minimisation steps")
+    epochs: int | None = _f(None, low=1, doc="mini-batch runs: epochs (set together with batch_size)")
+    batch_size: int | None = _f(None, low=1, doc="mini-batch size; null = full batch (steps)")
+    eval_batch_size: int = _f(1000, low=1, doc="mini-batch runs: images per evaluation batch")
+    log_every: int = _f(500, low=1, doc="steps (full batch) or epochs (mini-batch) between log points")
     vmap_size: int | None = _f(None, low=1, doc="runs vectorised together (null: auto by backend)")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_epochs: int = _f(0, low=0, doc="mini-batch runs: orbax checkpoint every N epochs (0: off)")
+    keep: int = _f(2, low=1, doc="checkpoints kept (the newest)")
 
 
 @dataclass(frozen=True)
@@ -81,26 +107,48 @@ class GridConfig:
 class Config:
     seed: int = _f(0, low=0, high=MAX_SEED, doc="first seed; seeds seed..seed+seeds-1 are trained")
     seeds: int = _f(8, low=1, doc="number of seeds trained in one compiled program")
-    precision: str = _f("float32", choices=("float32", "float64"))
+    precision: str = _f("float32", choices=("float32", "float64", "bfloat16"),
+                        doc="bfloat16: convolutions/matmuls in bf16, params, optimizer and loss in f32")
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     compile_cache: str | None = _f(None, doc="JAX persistent compilation cache directory (null: off)")
 
     @property
-    def off_step(self) -> int | None:
-        """First step with oscillations off (Gamma = 1), or None if they never stop.
-        `schedule.off_from_step`, when set, takes precedence over `schedule.off_last_periods`."""
+    def epoch_run(self) -> bool:
+        """Mini-batch training counted in epochs (train.batch_size set), else full-batch steps."""
+        return self.train.batch_size is not None
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Mini-batch steps per epoch: the last incomplete batch of each permutation is dropped."""
+        return n_train // self.train.batch_size if self.epoch_run else 1
+
+    def total_steps(self, n_train: int | None = None) -> int:
+        if self.epoch_run:
+            return self.train.epochs * self.steps_per_epoch(n_train)
+        return self.train.steps
+
+    def off_step_for(self, n_train: int | None = None) -> int | None:
+        """First step with oscillations off (Gamma = 1), or None if they never stop. Precedence:
+        `schedule.off_from_step`, then `off_from_epoch` (epoch runs), then `off_last_periods`."""
         s = self.schedule
         if s.off_from_step is not None:
             return s.off_from_step
+        if s.off_from_epoch is not None:
+            return round(s.off_from_epoch * self.steps_per_epoch(n_train))
         if s.off_last_periods > 0:
-            return max(0, self.train.steps - s.off_last_periods * s.T)
+            return max(0, self.total_steps(n_train) - s.off_last_periods * s.T)
         return None
+
+    @property
+    def off_step(self) -> int | None:
+        """off_step_for() of a full-batch run."""
+        return self.off_step_for(None)
 
 
 def _allowed(typ: str, meta: Mapping[str, Any]) -> str:
@@ -183,7 +231,18 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 def _check_cross(cfg: Config) -> Config:
     if cfg.seed + cfg.seeds - 1 > MAX_SEED:
         raise ConfigError(f"seed + seeds - 1 = {cfg.seed + cfg.seeds - 1} is not allowed; expected <= {MAX_SEED}")
-    s = cfg.schedule
+    s, t, o = cfg.schedule, cfg.train, cfg.optimizer
+    if (t.batch_size is None) != (t.epochs is None):
+        raise ConfigError(f"train.batch_size={t.batch_size} with train.epochs={t.epochs} is not allowed; "
+                          "set both (mini-batch, epochs) or neither (full batch, train.steps)")
+    for key, value in (("schedule.off_from_epoch", s.off_from_epoch), ("optimizer.warmup_epochs", o.warmup_epochs)):
+        if value is not None and not cfg.epoch_run:
+            raise ConfigError(f"{key}={value} is not allowed in a full-batch run; use the step count "
+                              "(schedule.off_from_step, optimizer.warmup_steps) or set train.batch_size and train.epochs")
+    if cfg.precision == "bfloat16" and cfg.model.name == "mlp":
+        raise ConfigError("precision=bfloat16 is not allowed with model=mlp; expected float32 or float64")
+    if cfg.precision == "float64" and cfg.model.name != "mlp":
+        raise ConfigError(f"precision=float64 is not allowed with model.name={cfg.model.name}; expected float32 or bfloat16")
     if s.shape == "static" and s.A != 1.0:
         raise ConfigError(f"schedule.A={s.A:g} is not allowed with schedule.shape=static; expected 1")
     return cfg

@@ -21,8 +21,10 @@ STREAMS = ("init", "data", "probe")  # named key streams split once from each ru
 class TrainState(NamedTuple):
     params: Any
     opt_state: Any
-    step: jax.Array  # int32: minimisation steps taken so far
+    step: jax.Array  # int32: minimisation steps taken so far (across epochs)
     diverged_step: jax.Array  # int32: step at which F or the params turned non-finite; -1 if never
+    model_state: Any = ()  # non-trained variables (batch-norm statistics); () if none
+    key: Any = ()  # the run's `data` stream: epoch permutations of mini-batch runs
 
 
 class Hyper(NamedTuple):
@@ -37,6 +39,8 @@ class Data(NamedTuple):
     y_train: jax.Array
     x_val: jax.Array
     y_val: jax.Array
+    mean: Any = ()  # per-channel mean and std of uint8 images (standardised in the step), or ()
+    std: Any = ()
 
 
 def streams(seed: int) -> dict[str, jax.Array]:
@@ -52,73 +56,127 @@ def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
+def plain_apply(apply: Callable[[Any, jax.Array], jax.Array]) -> Callable:
+    """(params, x) -> logits as the engine's (params, model_state, x, train) -> (logits, model_state)."""
+    return lambda params, model_state, x, train: (apply(params, x), model_state)
+
+
 @dataclass(frozen=True)
 class Program:
-    """The static parts of a training program; its methods are pure functions of one run."""
-    apply: Callable[[Any, jax.Array], jax.Array]  # (params, x_BxD) -> logits_BxC
+    """The static parts of a training program; its methods are pure functions of one run.
+
+    Full batch (batch_size None): a chunk is `n` steps on the whole training set. Mini-batch: a
+    chunk is `n` epochs; each epoch draws a permutation of the training set from the run's key
+    (folded with the epoch) and takes steps_per_epoch batches of batch_size (the rest dropped)."""
+    apply: Callable  # (params, model_state, x, train) -> (logits_BxC, model_state)
     tx: optax.GradientTransformation
     loss: Callable  # (logits_BxC, labels_B, gamma_C) -> (F, ce)
     num_classes: int
     shape: str = "triangle"
+    batch_size: int | None = None
+    steps_per_epoch: int = 1
+    eval_batch: int = 1000
+    compute_dtype: Any = None  # inputs cast to this before the model (None: the data's dtype)
 
-    def gamma(self, step, hp: Hyper, dtype):
+    def gamma(self, step, hp: Hyper, dtype=jnp.float32):
         return gamma(step, hp.A, hp.T, self.num_classes, self.shape, hp.off_step, dtype)
 
-    def train_step(self, state: TrainState, hp: Hyper, data: Data) -> TrainState:
-        """One full-batch step on F(t). A run whose F or new params are non-finite is frozen."""
-        g = self.gamma(state.step, hp, data.x_train.dtype)
+    def inputs(self, x, data: Data):
+        """Model inputs: uint8 images standardised per channel; anything else as it is."""
+        if x.dtype == jnp.uint8:
+            x = (x.astype(jnp.float32) - data.mean) / data.std
+        return x if self.compute_dtype is None else x.astype(self.compute_dtype)
+
+    def loss_dtype(self, data: Data):
+        return jnp.float32 if data.x_train.dtype == jnp.uint8 else data.x_train.dtype
+
+    def train_step(self, state: TrainState, hp: Hyper, data: Data, idx=None) -> TrainState:
+        """One step on F(t), on the whole training set or on the batch `idx`. A run whose F or
+        new params are non-finite is frozen."""
+        x, y = data.x_train, data.y_train
+        if idx is not None:
+            x, y = x[idx], y[idx]
+        x = self.inputs(x, data)
+        g = self.gamma(state.step, hp, self.loss_dtype(data))
 
         def objective(params):
-            return self.loss(self.apply(params, data.x_train), data.y_train, g)[0]
+            logits, model_state = self.apply(params, state.model_state, x, True)
+            return self.loss(logits, y, g)[0], model_state
 
-        F, grads = jax.value_and_grad(objective)(state.params)
+        (F, model_state), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         alive = state.diverged_step < 0
         finite = jnp.isfinite(F) & _all_finite(params)
         keep = alive & finite
-        return TrainState(
+        return state._replace(
             params=_select(keep, params, state.params),
             opt_state=_select(keep, opt_state, state.opt_state),
+            model_state=_select(keep, model_state, state.model_state),
             step=state.step + 1,
             diverged_step=jnp.where(alive & ~finite, state.step, state.diverged_step),
         )
 
+    def _predict(self, state: TrainState, x, data: Data):
+        """Eval-mode logits over x, in batches of eval_batch for mini-batch programs."""
+        fwd = lambda xb: self.apply(state.params, state.model_state, self.inputs(xb, data), False)[0]  # noqa: E731
+        n = x.shape[0]
+        if self.batch_size is None or n <= self.eval_batch:
+            return fwd(x)
+        nb = -(-n // self.eval_batch)
+        pad = jnp.concatenate([x, jnp.zeros((nb * self.eval_batch - n, *x.shape[1:]), x.dtype)])
+        out = jax.lax.map(fwd, pad.reshape(nb, self.eval_batch, *x.shape[1:]))
+        return out.reshape(nb * self.eval_batch, -1)[:n]
+
     def evaluate(self, state: TrainState, hp: Hyper, data: Data) -> dict[str, jax.Array]:
-        """Metrics at the current step: F(t), plain CE, accuracies, Gamma(t)."""
-        g = self.gamma(state.step, hp, data.x_train.dtype)
-        logits = self.apply(state.params, data.x_train)
+        """Metrics at the current step: F(t) and plain CE on the training set, accuracies,
+        validation CE, Gamma(t)."""
+        g = self.gamma(state.step, hp, self.loss_dtype(data))
+        logits = self._predict(state, data.x_train, data)
         F, ce = self.loss(logits, data.y_train, g)
-        val_logits = self.apply(state.params, data.x_val)
+        val_logits = self._predict(state, data.x_val, data)
+        _, val_ce = self.loss(val_logits, data.y_val, jnp.ones_like(g))
         return dict(
             loss=F,
             ce=ce,
             train_acc=jnp.mean(jnp.argmax(logits, -1) == data.y_train),
             val_acc=jnp.mean(jnp.argmax(val_logits, -1) == data.y_val),
+            val_ce=val_ce,
             gamma=g,
             diverged_step=state.diverged_step,
         )
 
+    def epoch(self, state: TrainState, hp: Hyper, data: Data) -> TrainState:
+        """One epoch of mini-batch steps over a fresh permutation of the training set."""
+        n_used = self.steps_per_epoch * self.batch_size
+        e = state.step // self.steps_per_epoch
+        perm = jax.random.permutation(jax.random.fold_in(state.key, e), data.x_train.shape[0])
+        batches = perm[:n_used].reshape(self.steps_per_epoch, self.batch_size)
+        state, _ = jax.lax.scan(lambda s, idx: (self.train_step(s, hp, data, idx), None), state, batches)
+        return state
+
     def chunk(self, state: TrainState, hp: Hyper, data: Data, n_steps: int):
-        """n_steps training steps in one lax.scan, then the metrics at the end."""
-        state, _ = jax.lax.scan(lambda s, _: (self.train_step(s, hp, data), None), state, None,
-                                length=n_steps)
+        """n_steps training steps (mini-batch: n_steps epochs) in one lax.scan, then the metrics."""
+        body = self.train_step if self.batch_size is None else self.epoch
+        state, _ = jax.lax.scan(lambda s, _: (body(s, hp, data), None), state, None, length=n_steps)
         return state, self.evaluate(state, hp, data)
 
 
-def init_states(model, tx: optax.GradientTransformation, seeds: list[int], x_example) -> TrainState:
-    """Stacked initial states of the given seeds (leading axis = run); params from each seed's
-    `init` stream."""
+def init_states(model, tx: optax.GradientTransformation, seeds: list[int], x_example,
+                init: Callable | None = None) -> TrainState:
+    """Stacked initial states of the given seeds (leading axis = run); params (and model state)
+    from each seed's `init` stream, the data key from its `data` stream. `init(model, key, x)`
+    returns (params, model_state); default: flax `model.init` with no model state."""
     def one(seed):
-        params = model.init(streams(seed)["init"], x_example)["params"]
-        return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), -jnp.ones((), jnp.int32))
+        keys = streams(seed)
+        if init is None:
+            params, model_state = model.init(keys["init"], x_example)["params"], ()
+        else:
+            params, model_state = init(model, keys["init"], x_example)
+        return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), -jnp.ones((), jnp.int32),
+                          model_state, keys["data"])
 
     return jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32))
-
-
-def chunk_lengths(steps: int, log_every: int) -> list[int]:
-    n, r = divmod(steps, log_every)
-    return [log_every] * n + ([r] if r else [])
 
 
 @dataclass
@@ -156,17 +214,18 @@ class Compiled:
     """A training program compiled once for `n_runs` stacked runs of one shape, callable on any
     states/hyper-parameters of that shape (a phase diagram reuses it for every chunk of its grid).
     Runs are sharded over the local devices (padded to a multiple of their number), and within a
-    device lifted by `over_runs`."""
+    device lifted by `over_runs`. `steps` and `log_every` count chunk units: steps of a
+    full-batch program, epochs of a mini-batch one; `extra_bounds` adds chunk ends (checkpoints)."""
 
     def __init__(self, program: Program, states: TrainState, hp: Hyper, data: Data, steps: int,
                  log_every: int, hp_axis: int | None = None, vmap_size: int | None = None,
-                 devices: list | None = None):
+                 devices: list | None = None, extra_bounds: tuple[int, ...] = ()):
         self.n_runs = states.step.shape[0]
         devices = list(devices or jax.local_devices())[:self.n_runs]
         self.n_dev = len(devices)
         self.n_padded = -(-self.n_runs // self.n_dev) * self.n_dev
         self.hp_axis = hp_axis
-        self.lengths = chunk_lengths(steps, log_every)
+        self.bounds = sorted({*range(log_every, steps, log_every), *(b for b in extra_bounds if 0 < b < steps), steps})
         mesh = Mesh(np.array(devices), ("runs",))
         self.runs_sharding = NamedSharding(mesh, P("runs"))
         self.replicated = NamedSharding(mesh, P())
@@ -177,15 +236,21 @@ class Compiled:
             local = over_runs(fn, self.n_padded // self.n_dev, vmap_size, hp_axis)
             return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out_specs)
 
+        self._chunk = lambda n: jax.jit(lift(partial(program.chunk, n_steps=n), (P("runs"), P("runs"))),
+                                        donate_argnums=0)
         t0 = time.perf_counter()
-        args = self._place(states, hp, data)
+        self._args = args = self._place(states, hp, data)
         self.evaluate = jax.jit(lift(program.evaluate, P("runs"))).lower(*args).compile()
-        self.runners = {
-            n: jax.jit(lift(partial(program.chunk, n_steps=n), (P("runs"), P("runs"))),
-                       donate_argnums=0).lower(*args).compile()
-            for n in sorted(set(self.lengths))
-        }
+        self.runners: dict[int, Any] = {}
+        for n in sorted({b - a for a, b in zip([0, *self.bounds], self.bounds)}):
+            self._runner(n)
         self.compile_s = time.perf_counter() - t0
+
+    def _runner(self, n: int):
+        """The compiled chunk of n units (compiled on first use: a resumed run may need a new length)."""
+        if n not in self.runners:
+            self.runners[n] = self._chunk(n).lower(*self._args).compile()
+        return self.runners[n]
 
     def _place(self, states, hp, data):
         states = jax.device_put(_pad_runs(states, self.n_padded), self.runs_sharding)
@@ -196,21 +261,26 @@ class Compiled:
         return states, hp, jax.device_put(data, self.replicated)
 
     def __call__(self, states: TrainState, hp: Hyper, data: Data,
-                 on_metrics: Callable[[int, dict], None]) -> tuple[TrainState, float]:
-        """Train; call on_metrics(step, host_metrics) at step 0 and after every chunk. Host reads
-        happen one chunk behind the device (the next chunk is dispatched first), so the device
-        never waits on the host. Returns the final states and the training wall time."""
+                 on_metrics: Callable[[int, dict], None], start: int = 0,
+                 after_chunk: Callable[[int, TrainState], None] | None = None) -> tuple[TrainState, float]:
+        """Train from unit `start` (a resumed run) to the end; call on_metrics(unit, host_metrics)
+        at `start` and at every chunk end, and after_chunk(unit, states) right after each chunk
+        (for checkpoints; it syncs). Host reads of metrics happen one chunk behind the device (the
+        next chunk is dispatched first), so the device never waits on the host. Returns the final
+        states and the training wall time."""
         n = self.n_runs
         cut = lambda tree: jax.tree.map(lambda x: x[:n], tree)  # noqa: E731 - drop padding runs
         t1 = time.perf_counter()
         states, hp, data = self._place(states, hp, data)
-        pending = (0, self.evaluate(states, hp, data))
-        step = 0
-        for length in self.lengths:
-            states, metrics = self.runners[length](states, hp, data)
-            step += length
+        pending = (start, self.evaluate(states, hp, data))
+        unit = start
+        for end in (b for b in self.bounds if b > start):
+            states, metrics = self._runner(end - unit)(states, hp, data)
+            unit = end
             on_metrics(pending[0], cut(jax.device_get(pending[1])))  # host sync, previous chunk
-            pending = (step, metrics)
+            pending = (unit, metrics)
+            if after_chunk is not None:
+                after_chunk(unit, cut(states))
         on_metrics(pending[0], cut(jax.device_get(pending[1])))
         states = jax.block_until_ready(cut(states))
         return states, time.perf_counter() - t1

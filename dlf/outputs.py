@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-PER_SEED_KEYS = ("loss", "ce", "train_acc", "val_acc")
+PER_SEED_KEYS = ("loss", "ce", "train_acc", "val_acc", "val_ce")
 
 
 def _num(x) -> float | None:
@@ -18,11 +18,15 @@ def _num(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def metrics_row(step: int, metrics: dict[str, np.ndarray]) -> dict[str, Any]:
+def metrics_row(step: int, metrics: dict[str, np.ndarray], epoch: int | None = None) -> dict[str, Any]:
     """One metrics.jsonl row from host metrics of all runs (leading axis = run). Values of a run
-    that diverged before this step are null (its params were frozen at the last finite step)."""
+    that diverged before this step are null (its params were frozen at the last finite step).
+    Mini-batch runs also record the epoch."""
     dead = (metrics["diverged_step"] >= 0) & (metrics["diverged_step"] < step)
-    row: dict[str, Any] = {"step": int(step), "gamma": [_num(g) for g in metrics["gamma"][0]]}
+    row: dict[str, Any] = {"step": int(step)}
+    if epoch is not None:
+        row["epoch"] = int(epoch)
+    row["gamma"] = [_num(g) for g in metrics["gamma"][0]]
     for key in PER_SEED_KEYS:
         row[key] = [None if d else _num(v) for v, d in zip(metrics[key], dead)]
     return row
@@ -59,7 +63,7 @@ class JsonlWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._f = self.path.open("w")
+        self._f = self.path.open("w")  # a resumed run rewrites the rows it keeps first
 
     def write(self, row: dict[str, Any]) -> None:
         self._f.write(json.dumps(row, allow_nan=False) + "\n")

@@ -38,6 +38,9 @@ def points(cfg: Config) -> list[tuple[float, int]]:
 
 def check(cfg: Config) -> None:
     """Cross-checks of a grid that the per-key validation cannot see."""
+    if cfg.epoch_run:
+        raise config_lib.ConfigError("train.batch_size is not allowed in dlf.phase; expected null (full-batch "
+                                     "runs; sweep mini-batch runs with python -m dlf.train -m)")
     if cfg.schedule.shape == "static" and any(A != 1.0 for A, _ in points(cfg)):
         raise config_lib.ConfigError("grid.A is not allowed with schedule.shape=static; expected 1 (or unset)")
     As, Ts = cfg.grid.A or (), cfg.grid.T or ()
@@ -95,8 +98,8 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
         return NEVER if o is None else o
 
     with jax.enable_x64(cfg.precision == "float64"):
-        program, model, tx, data = pieces(cfg)
-        seed_states = init_states(model, tx, seeds, data.x_train)  # the same inits at every point
+        program, model, tx, data, init = pieces(cfg)
+        seed_states = init_states(model, tx, seeds, data.x_train, init)  # the same inits at every point
         n_params = sum(x.size for x in jax.tree.leaves(jax.tree.map(lambda x: x[0], seed_states.params)))
         width = cfg.model.width
         act = (data.x_train.shape[0] + data.x_val.shape[0]) * (width + cfg.dataset.classes)
@@ -216,7 +219,7 @@ class _Progress:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="phase")
 def app(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    for noisy in ("jax._src.xla_bridge", "matplotlib"):
+    for noisy in ("jax._src.xla_bridge", "matplotlib", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         phase_cfg = config_lib.from_hydra(cfg)

@@ -46,6 +46,9 @@ def history_item(row: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     for key, values in row.items():
         if key in ("step", "gamma"):
             continue
+        if not isinstance(values, list):  # a scalar of the row (mini-batch runs: `epoch`)
+            item[key] = values
+            continue
         if len(values) != len(seeds):
             raise ValueError(f"metrics row key {key!r} has {len(values)} values for {len(seeds)} seeds")
         for seed, v in zip(seeds, values):

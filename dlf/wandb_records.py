@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+from dlf.outputs import PER_SEED_KEYS
 
 HEADER = struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
 BLOCK = 32 * 1024
@@ -148,7 +149,7 @@ def read_run(path: Path) -> OfflineRun:
 
 _SEED = re.compile(r"^(?P<metric>[^/]+)/seed_(?P<n>\d+)$")
 _CLASS = re.compile(r"^gamma/class_(?P<n>\d+)$")
-_ORDER = ("loss", "ce", "train_acc", "val_acc")  # dlf.outputs.PER_SEED_KEYS
+_ORDER = PER_SEED_KEYS
 
 
 def metrics_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -160,14 +161,18 @@ def metrics_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for h in history:
         gamma: dict[int, Any] = {}
         per_seed: dict[str, dict[int, Any]] = {}
+        scalars: dict[str, Any] = {}
         for key, value in h.items():
-            if m := _CLASS.match(key):
+            if "/" not in key and not key.startswith("_"):
+                scalars[key] = value  # a scalar of the row (mini-batch runs: `epoch`)
+            elif m := _CLASS.match(key):
                 gamma[int(m["n"])] = value
             elif m := _SEED.match(key):
                 per_seed.setdefault(m["metric"], {})[int(m["n"])] = value
         if not gamma and not per_seed:
             continue
-        row: dict[str, Any] = {"step": int(h["_step"]), "gamma": [_float(gamma[i]) for i in sorted(gamma)]}
+        row: dict[str, Any] = {"step": int(h["_step"]), **scalars,
+                               "gamma": [_float(gamma[i]) for i in sorted(gamma)]}
         for metric in sorted(per_seed, key=lambda k: (_ORDER.index(k) if k in _ORDER else len(_ORDER), k)):
             row[metric] = [_float(per_seed[metric][s]) for s in sorted(per_seed[metric])]
         rows.append(row)

@@ -34,7 +34,7 @@ def test_readme_config_table_documents_every_key():
     text = (CONF.parent / "README.md").read_text()
     text = text[text.index("| key | default | allowed | meaning |"):]
     text = text[:text.index("\n\n")]
-    documented = set(re.findall(r"^\| `([a-z_]+(?:\.[a-zA-Z_]+)*)` \| `", text, flags=re.M))
+    documented = set(re.findall(r"^\| `([a-z_]+(?:\.[a-zA-Z_0-9]+)*)` \| `", text, flags=re.M))
     assert documented == set(_keys(config_lib.Config))
 
 
@@ -52,17 +52,44 @@ def test_defaults_are_the_documented_spiral_protocol():
     assert cfg.off_step == 35000 - cfg.schedule.T  # oscillations off for the last period
 
 
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    from test_cifar_data import fake_cifar, write_batches_py
+    return write_batches_py(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py", *fake_cifar(40, 20))
+
+
+def _image(option_overrides, cifar_dir):
+    """Tiny overrides for options that train on CIFAR-10 images (epochs of mini-batches)."""
+    return [f"dataset.path={cifar_dir}", "train.epochs=1", "train.batch_size=20", "train.log_every=1",
+            "seeds=2", "model.width=4", "model.depth=10" if "wrn" in option_overrides[0] else "model.depth=5",
+            "model.widen=1", "checkpoint.every_epochs=0", "compile_cache=null"]
+
+
+def _is_image(option: str) -> bool:
+    return option.startswith(("myrtle", "wrn", "cifar", "fig1", "wrn_"))
+
+
 @pytest.mark.parametrize("group,option", OPTIONS)
-def test_every_group_option_composes_and_runs(group, option, tmp_path):
-    cfg = compose_cfg([f"{group}={option}", *TINY] + (["logger.mode=disabled"] if group == "logger" else []))
-    summary = run(cfg, tmp_path)
+def test_every_group_option_composes_and_runs(group, option, tmp_path, cifar_dir):
+    chosen = [f"{group}={option}"]
+    if _is_image(option):
+        chosen += (["model=myrtle5"] if group == "dataset" else []) + _image(chosen, cifar_dir)
+        rows = 2
+    else:
+        chosen += TINY + (["logger.mode=disabled"] if group == "logger" else [])
+        rows = 3
+    summary = run(compose_cfg(chosen), tmp_path)
     assert summary["status"] == "ok" and summary["final"]["train_acc"]["n"] == 2
-    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == rows
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_and_runs(experiment, tmp_path):
+def test_every_experiment_composes_and_runs(experiment, tmp_path, cifar_dir):
     full = compose_cfg([f"experiment={experiment}"])
+    if _is_image(experiment):  # the CIFAR protocols: tests/test_cifar_train.py
+        cfg = compose_cfg([f"experiment={experiment}", *_image([experiment], cifar_dir)])
+        assert run(cfg, tmp_path)["status"] == "ok"
+        return
     assert full.train.steps == 35000 and full.optimizer.lr == 1.0 and full.schedule.off_last_periods == 1
     assert full.model.width == {"fig3_spiral_narrow": 100, "fig3_spiral_wide": 1000}[experiment]
     cfg = compose_cfg([f"experiment={experiment}", *TINY])
@@ -144,5 +171,5 @@ def test_bugs_are_not_turned_into_user_errors():
     from dlf.cli_errors import keys_of, one_line
 
     assert one_line(RuntimeError("a bug")) is None and one_line(KeyError("x")) is None
-    assert keys_of("schedule") == ["shape", "A", "T", "off_last_periods", "off_from_step"]
+    assert keys_of("schedule") == ["shape", "A", "T", "off_last_periods", "off_from_step", "off_from_epoch"]
     assert keys_of("schedule.A") is None and keys_of("nope") is None

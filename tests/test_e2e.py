@@ -29,9 +29,9 @@ def test_run_writes_config_metrics_summary_figure(tmp_path):
     # one row per log point: 0, 100, 200 and the remainder chunk's end 250
     assert [r["step"] for r in rows] == [0, 100, 200, 250]
     for r in rows:
-        assert set(r) == {"step", "gamma", "loss", "ce", "train_acc", "val_acc"}
+        assert set(r) == {"step", "gamma", "loss", "ce", "train_acc", "val_acc", "val_ce"}
         assert len(r["gamma"]) == 3 and abs(sum(r["gamma"]) - 3) < 1e-5
-        assert all(len(r[k]) == 3 for k in ("loss", "ce", "train_acc", "val_acc"))
+        assert all(len(r[k]) == 3 for k in ("loss", "ce", "train_acc", "val_acc", "val_ce"))
     assert rows[0]["loss"] == rows[0]["ce"]  # Gamma(0) = 1
     assert rows[-1]["gamma"] == [1.0, 1.0, 1.0]  # oscillations off for the last period
     # step 100 = 2.5 T: class 2 at its peak, Gamma = (3/(A+2), 3/(A+2), 3A/(A+2)); F != CE there

@@ -7,7 +7,7 @@ import pytest
 
 from dlf import config as config_lib
 from dlf.data import spiral
-from dlf.engine import Data, Hyper, Program, fit, init_states
+from dlf.engine import Data, Hyper, Program, fit, init_states, plain_apply
 from dlf.losses import dynamical_cross_entropy
 from dlf.models import MLP
 from dlf.run import build
@@ -95,7 +95,7 @@ def _problem(width=16, lr=0.5, dtype=jnp.float64):
                 jnp.asarray(val.y))
     model = MLP(width, 3)
     tx = optax.sgd(lr)
-    prog = Program(apply=lambda p, x: model.apply({"params": p}, x), tx=tx,
+    prog = Program(apply=plain_apply(lambda p, x: model.apply({"params": p}, x)), tx=tx,
                    loss=dynamical_cross_entropy, num_classes=3)
     return model, tx, prog, data
 

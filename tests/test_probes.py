@@ -1,0 +1,290 @@
+"""Math tier: probes (HVP, Lanczos, Hessian and NTK spectra, bifurcations) and the dynamical MSE."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from dlf.data import spiral
+from dlf.losses import LOSSES, dynamical_mse_by_output, dynamical_mse_by_sample
+from dlf.models import MLP
+from dlf.probes import (balanced_subset, delta_f, episodes, first_n, hessian_top, hvp, lanczos,
+                        ntk_matrix, ntk_top, threshold, threshold_summary)
+from dlf.probes.hessian import flat_hvp
+from dlf.probes.lanczos import start_vector
+from dlf.schedule import gamma
+
+HESSIAN_ORDER = 30  # spiral width 100: order 10 already gives ~1e-15 here; 30 leaves margin
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def spiral_problem(width=100, loss="cross_entropy", step=130, A=10.0, T=100, gd_steps=100, seed=0):
+    """(F of params, apply, params, x, y): the spiral MLP in float64 after `gd_steps` GD steps of
+    lr 1 on the dynamical loss, F at step `step` (A > 1, so Gamma != 1)."""
+    train, _ = spiral()
+    dtype = jnp.result_type(float)  # float64 under the x64 fixture
+    x, y = jnp.asarray(train.x, dtype), jnp.asarray(train.y, jnp.int32)
+    model = MLP(width=width, num_classes=3)
+    apply = lambda p, x: model.apply({"params": p}, x)  # noqa: E731
+    g = gamma(step, jnp.asarray(A, dtype), T, 3, dtype=dtype)
+    assert not np.allclose(g, 1)
+    F = lambda p: LOSSES[loss](apply(p, x), y, g)[0]  # noqa: E731
+    params = model.init(jax.random.key(seed), x)["params"]
+    gd = jax.jit(lambda p, _: (jax.tree.map(lambda w, d: w - d, p, jax.grad(F)(p)), None))
+    params = jax.lax.scan(gd, params, None, length=gd_steps)[0] if gd_steps else params
+    return F, apply, params, x, y
+
+
+def full_hessian(F, params):
+    flat, unravel = ravel_pytree(params)
+    return np.asarray(jax.jit(jax.hessian(lambda w: F(unravel(w))))(flat))
+
+
+# --- Hessian-vector products and Lanczos -------------------------------------------------------
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_hvp_equals_full_hessian_times_v(loss):
+    F, _, params, _, _ = spiral_problem(width=8, loss=loss, gd_steps=5)
+    H = full_hessian(F, params)
+    flat, unravel = ravel_pytree(params)
+    v = jax.random.normal(jax.random.key(3), flat.shape, flat.dtype)
+    ref = H @ np.asarray(v)
+    Hv = jax.jit(lambda p, u: ravel_pytree(hvp(F, p, unravel(u)))[0])(params, v)
+    np.testing.assert_allclose(Hv, ref, rtol=1e-10, atol=1e-13)
+    assert flat_hvp(F, params)[1] == flat.size
+    np.testing.assert_allclose(jax.jit(lambda p, u: flat_hvp(F, p)[0](u))(params, v), ref, rtol=1e-10,
+                               atol=1e-13)
+
+
+def test_lanczos_diagonal_exact_with_order_dim():
+    d = jnp.asarray(np.random.default_rng(0).permutation(np.linspace(-3.0, 7.0, 40)))
+    ritz = jax.jit(lambda k: lanczos(lambda v: d * v, 40, 40, k))(jax.random.key(0))
+    np.testing.assert_allclose(ritz, np.sort(d)[::-1], atol=1e-10)
+
+
+def test_lanczos_lambda_max_below_dim_on_separated_spectrum():
+    d = jnp.concatenate([jnp.array([10.0, 6.0]), jnp.linspace(0.0, 1.0, 998)])
+    ritz = lanczos(lambda v: d * v, 1000, 20, jax.random.key(1))
+    assert ritz.shape == (20,)
+    assert abs(ritz[0] - 10.0) < 1e-10 and abs(ritz[1] - 6.0) < 1e-10
+    assert np.all(np.diff(ritz) <= 0) and ritz[-1] >= 0.0
+
+
+def test_lanczos_breakdown_and_order_above_dim_are_masked():
+    d = jnp.array([5.0, 5.0, 3.0, 3.0, 3.0, 1.0])  # Krylov dimension 3: breakdown at step 3
+    ritz = jax.jit(lambda k: lanczos(lambda v: d * v, 6, 9, k))(jax.random.key(2))
+    assert ritz.shape == (9,)
+    np.testing.assert_allclose(ritz[:3], [5.0, 3.0, 1.0], atol=1e-12)
+    assert np.all(np.isnan(ritz[3:]))
+
+
+def test_hessian_lambda_max_of_spiral_mlp_matches_eigh():
+    """603-parameter spiral MLP (width 100), float64, F at t=130 with A=10 after 100 GD steps."""
+    F, _, params, _, _ = spiral_problem()
+    assert ravel_pytree(params)[0].size == 603
+    ev = np.linalg.eigvalsh(full_hessian(F, params))[::-1]
+    lam, top = jax.jit(lambda k: hessian_top(F, params, k, HESSIAN_ORDER, 3))(jax.random.key(7))
+    assert abs(lam - ev[0]) <= 1e-6 * abs(ev[0])
+    np.testing.assert_allclose(top, ev[:3], rtol=1e-6)
+
+
+def test_fresh_start_vector_per_key_same_lambda_max():
+    F, _, params, _, _ = spiral_problem(width=16, gd_steps=20)
+    k1, k2 = jax.random.key(1), jax.random.key(2)
+    assert not np.allclose(start_vector(k1, 51), start_vector(k2, 51))
+    lam1, lam2 = jax.jit(jax.vmap(lambda k: hessian_top(F, params, k, HESSIAN_ORDER)[0]))(
+        jnp.stack([k1, k2]))
+    np.testing.assert_allclose(lam1, lam2, rtol=1e-10)
+
+
+# --- empirical NTK ------------------------------------------------------------------------------
+
+def mlp_jacobian_numpy(params, x):
+    """J[(i, k), p] of f = relu(x W1 + b1) W2 + b2 by hand, columns in ravel_pytree order."""
+    W1, b1 = np.asarray(params["Dense_0"]["kernel"]), np.asarray(params["Dense_0"]["bias"])
+    W2 = np.asarray(params["Dense_1"]["kernel"])
+    pre = x @ W1 + b1
+    h, on = np.maximum(pre, 0), (pre > 0).astype(float)  # (N, H)
+    N, K = h.shape[0], W2.shape[1]
+    blocks = {
+        ("Dense_0", "bias"): np.einsum("nh,hk->nkh", on, W2),
+        ("Dense_0", "kernel"): np.einsum("nd,nh,hk->nkdh", x, on, W2).reshape(N, K, -1),
+        ("Dense_1", "bias"): np.broadcast_to(np.eye(K), (N, K, K)),
+        ("Dense_1", "kernel"): np.einsum("nh,kl->nkhl", h, np.eye(K)).reshape(N, K, -1),
+    }
+    # ravel_pytree orders leaves as jax.tree flattening does (sorted dict keys)
+    order = [tuple(k.key for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    return np.concatenate([blocks[o] for o in order], axis=-1).reshape(N * K, -1)
+
+
+def test_ntk_explicit_equals_jacobian_product():
+    _, apply, params, x, y = spiral_problem(gd_steps=20)
+    idx = balanced_subset(np.asarray(y), 30, 3)
+    xs = np.asarray(x)[idx]
+    J = mlp_jacobian_numpy(params, xs)
+    assert J.shape == (90, 603)
+    np.testing.assert_allclose(ntk_matrix(apply, params, jnp.asarray(xs)), J @ J.T, rtol=1e-10, atol=1e-10)
+
+
+def test_ntk_matrix_free_lambda_max_matches_eigh():
+    _, apply, params, x, y = spiral_problem(gd_steps=20)
+    xs = x[balanced_subset(np.asarray(y), 60, 3)]
+    ev = np.linalg.eigvalsh(np.asarray(ntk_matrix(apply, params, xs)))[::-1]
+    lam, top = jax.jit(lambda k: ntk_top(apply, params, xs, k, 30, 3))(jax.random.key(4))
+    assert abs(lam - ev[0]) <= 1e-8 * ev[0]
+    np.testing.assert_allclose(top, ev[:3], rtol=1e-8)
+
+
+def test_sample_sets():
+    y = np.repeat(np.arange(3), 100)
+    idx = balanced_subset(y, 50, 3)
+    assert len(idx) == 50 and len(set(idx)) == 50 and list(np.bincount(y[idx])) == [17, 17, 16]
+    assert idx[0] == 0 and 99 in idx  # spread along each arm, ends included
+    np.testing.assert_array_equal(first_n(y, 50), np.arange(50))
+    assert set(y[first_n(y, 50)]) == {0}  # the authors' notebook set: one class only
+    with pytest.raises(ValueError):
+        balanced_subset(y, 400, 3)
+
+
+# --- probes inside the engine's transformations -------------------------------------------------
+
+def test_probes_under_vmap_scan_and_jit_per_run():
+    """Two runs (seeds) stacked: GD steps in lax.scan with a Hessian and NTK probe after each,
+    vmapped over the runs, jitted; every probe value equals eigh of that run's explicit matrix."""
+    F, apply, _, x, y = spiral_problem(width=16, gd_steps=0)
+    xs = x[balanced_subset(np.asarray(y), 30, 3)]
+    model = MLP(width=16, num_classes=3)
+    params = jax.vmap(lambda k: model.init(k, x)["params"])(jax.random.split(jax.random.key(0), 2))
+    keys = jax.random.split(jax.random.key(9), 2)
+
+    def run(params, key):
+        def step(p, t):
+            p = jax.tree.map(lambda w, d: w - d, p, jax.grad(F)(p))
+            k = jax.random.fold_in(key, t)
+            return p, (hessian_top(F, p, k, 20)[0], ntk_top(apply, p, xs, k, 20)[0], p)
+        return jax.lax.scan(step, params, jnp.arange(2))[1]
+
+    lam_h, lam_k, ps = jax.jit(jax.vmap(run))(params, keys)
+    assert lam_h.shape == lam_k.shape == (2, 2)
+    flat = jax.vmap(jax.vmap(lambda p: ravel_pytree(p)[0]))(ps).reshape(4, -1)
+    unravel = ravel_pytree(jax.tree.map(lambda w: w[0, 0], ps))[1]
+    H = jax.jit(jax.vmap(jax.hessian(lambda w: F(unravel(w)))))(flat)
+    K = jax.jit(jax.vmap(lambda w: ntk_matrix(apply, unravel(w), xs)))(flat)
+    np.testing.assert_allclose(lam_h.reshape(4), np.linalg.eigvalsh(H)[:, -1], rtol=1e-9)
+    np.testing.assert_allclose(lam_k.reshape(4), np.linalg.eigvalsh(K)[:, -1], rtol=1e-9)
+    assert not np.allclose(lam_h[0], lam_h[1])
+
+
+# --- bifurcations and the threshold -------------------------------------------------------------
+
+def signal(n=1000, episodes_=((200, 260), (600, 640)), amp=0.05, slope=-1e-3):
+    """F with dF = slope (smooth decay) except on each [s, e] where dF alternates -amp, +amp, ...,
+    -amp (odd length, negative at both ends, so the episode is exactly s..e by definition)."""
+    d = np.full(n, slope)
+    for s, e in episodes_:
+        assert (e - s) % 2 == 0
+        d[s:e + 1] = amp * np.where(np.arange(e - s + 1) % 2 == 0, -1.0, 1.0)
+    d[0] = 0.0
+    return 1.0 + np.cumsum(d)
+
+
+def test_delta_f():
+    F = np.array([3.0, 1.0, 4.0, 1.5])
+    np.testing.assert_allclose(delta_f(F), [np.nan, -2.0, 3.0, -2.5])
+
+
+def test_episodes_on_synthetic_signal():
+    F = signal()
+    onsets, ends = episodes(F)
+    np.testing.assert_array_equal(onsets, [200, 600])
+    np.testing.assert_array_equal(ends, [260, 640])
+    onsets, ends = episodes(F, step0=1000)
+    np.testing.assert_array_equal(onsets, [1200, 1600])
+
+
+def test_episodes_window_noise_merge_and_nonfinite():
+    short = signal(episodes_=((100, 106), (300, 340)))  # 7 alternating steps < window 10
+    np.testing.assert_array_equal(episodes(short)[0], [300])
+    np.testing.assert_array_equal(episodes(short, window=7)[0], [100, 300])
+    rng = np.random.default_rng(0)
+    flat = 0.3 + 1e-8 * rng.standard_normal(5000)  # converged F with rounding-level noise
+    assert episodes(flat)[0].size == 0 and episodes(flat, min_amp=0.0)[0].size > 0
+    split = signal(episodes_=((200, 230), (234, 270)))  # one cascade, 3 quiet steps in between
+    assert len(episodes(split)[0]) == 2
+    onsets, ends = episodes(split, merge_gap=3)
+    np.testing.assert_array_equal(onsets, [200])
+    np.testing.assert_array_equal(ends, [270])
+    assert len(episodes(split, merge_gap=2)[0]) == 2
+    broken = signal()
+    broken[700:] = np.nan  # a diverged run
+    np.testing.assert_array_equal(episodes(broken)[0], [200, 600])
+
+
+def test_threshold_exact_on_synthetic_lambda_max():
+    F = signal()
+    lam_steps = np.arange(0, 1000, 25)
+    lam = 0.01 * lam_steps + 1.0  # lambda_max(step)
+    out = threshold(F, lam_steps, lam)
+    at = [200, 600]  # last samples at or before the onsets 200 and 600
+    assert out["values"] == [3.0, 7.0] and out["n_onsets"] == 2 and out["n"] == 2
+    assert out["mean"] == pytest.approx(5.0) and out["std"] == pytest.approx(np.std([3.0, 7.0], ddof=1))
+    assert out["onsets"] == at and out["ends"] == [260, 640]
+    both = threshold(F, lam_steps, lam, include_ends=True)  # ends 260 -> sample 250, 640 -> 625
+    assert both["values"] == [3.0, 7.0, 3.5, 7.25] and both["n_onsets"] == 2
+
+
+def test_threshold_summary_per_seed_and_pooled_is_json():
+    F0, F1 = signal(), signal(episodes_=((50, 90), (410, 450), (800, 840)))
+    lam_steps = np.arange(60, 1000, 25)  # first sample after seed 1's onset at 50 -> skipped
+    lam = np.stack([np.full(lam_steps.size, 2.0), 0.01 * lam_steps])
+    out = threshold_summary(np.stack([F0, F1]), lam_steps, lam, seeds=[5, 6])
+    s0, s1 = out["per_seed"]
+    assert (s0["seed"], s0["mean"], s0["std"], s0["n_onsets"]) == (5, 2.0, 0.0, 2)
+    assert s1["seed"] == 6 and s1["n_onsets"] == 3 and s1["n"] == 2 and s1["values"][0] is None
+    np.testing.assert_allclose(s1["values"][1:], [4.1, 7.85])
+    pooled = [2.0, 2.0, 4.1, 7.85]
+    assert out["n_onsets"] == 5 and out["n"] == 4
+    assert out["mean"] == pytest.approx(np.mean(pooled)) and out["std"] == pytest.approx(np.std(pooled, ddof=1))
+    assert out["detector"] == {"window": 10, "min_amp": 1e-6, "merge_gap": 0, "include_ends": False}
+    json.dumps(out, allow_nan=False)
+    empty = threshold_summary(np.ones((1, 100)), lam_steps, lam[:1])
+    assert (empty["mean"], empty["std"], empty["n_onsets"]) == (None, None, 0)
+
+
+# --- dynamical MSE ------------------------------------------------------------------------------
+
+def np_mse(logits, labels, g, by):
+    r2 = (logits - np.eye(logits.shape[1])[labels]) ** 2
+    w = g[labels][:, None] if by == "sample" else g[None, :]
+    return (w * r2).sum() / (2 * len(labels)), r2.sum() / (2 * len(labels))
+
+
+@pytest.mark.parametrize("by,fn", [("sample", dynamical_mse_by_sample), ("output", dynamical_mse_by_output)])
+def test_dynamical_mse_matches_numpy(by, fn):
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(64, 5)) * 2, rng.integers(0, 5, 64)
+    g = rng.uniform(0, 5, 5)
+    g = 5 * g / g.sum()
+    F, plain = fn(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(g))
+    ref_F, ref_plain = np_mse(logits, labels, g, by)
+    np.testing.assert_allclose([F, plain], [ref_F, ref_plain], rtol=1e-13)
+    F1, plain1 = fn(jnp.asarray(logits), jnp.asarray(labels), jnp.ones(5))
+    np.testing.assert_allclose(F1, plain1, rtol=1e-15)
+    np.testing.assert_allclose(plain1, ref_plain, rtol=1e-13)
+    grad = jax.grad(lambda z: fn(z, jnp.asarray(labels), jnp.asarray(g))[0])(jnp.asarray(logits))
+    assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
+    assert LOSSES[f"mse_{by}"] is fn
+
+
+def test_dynamical_mse_gradients_through_model_float32():
+    with jax.enable_x64(False):
+        F, _, params, _, _ = spiral_problem(width=16, loss="mse_output", gd_steps=0)
+        grads = jax.grad(F)(params)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
