@@ -22,7 +22,7 @@ _FREE = ("logger", "compile_cache", "checkpoint", "grid")
 
 def _plain(states: TrainState) -> TrainState:
     """The states with the PRNG keys as raw key data (what orbax can store)."""
-    return states._replace(key=jax.random.key_data(states.key))
+    return states._replace(key=jax.random.key_data(states.key), probe_key=jax.random.key_data(states.probe_key))
 
 
 def _saveable(states: TrainState) -> dict[str, np.ndarray]:
@@ -61,7 +61,8 @@ class Checkpoints:
         target = _saveable(like)
         got = self.manager.restore(epoch, args=self._ocp.args.StandardRestore(target))
         plain = jax.tree.unflatten(jax.tree.structure(_plain(like)), [got[k] for k in sorted(got)])
-        return epoch, plain._replace(key=jax.random.wrap_key_data(plain.key))
+        return epoch, plain._replace(key=jax.random.wrap_key_data(plain.key),
+                                     probe_key=jax.random.wrap_key_data(plain.probe_key))
 
     def close(self) -> None:
         self.manager.close()

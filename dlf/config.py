@@ -17,7 +17,14 @@ def _f(default: Any, *, low: float | None = None, gt: float | None = None, high:
     return field(default=default, metadata=dict(low=low, gt=gt, high=high, choices=choices, doc=doc))
 
 
-MAX_SEED = 2**31 - 1  # seeds travel as uint32 inside the compiled init
+MAX_SEED = 2**31 - 1
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers used in conf/: `${div:a,b}` = round(a / b) (Fig. 5: T = 5000/eta)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("div", lambda a, b: round(float(a) / float(b)), replace=True)  # seeds travel as uint32 inside the compiled init
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,27 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class HessianProbeConfig:
+    order: int = _f(20, low=1, doc="Lanczos order (full reorthogonalisation)")
+
+
+@dataclass(frozen=True)
+class NTKProbeConfig:
+    enabled: bool = _f(True, doc="probe the NTK too")
+    samples: int = _f(51, low=1, doc="points of the NTK sample set")
+    set: str = _f("balanced", choices=("balanced", "first"), doc="balanced: per class; first: the first N")
+    order: int = _f(20, low=1, doc="Lanczos order of the matrix-free NTK")
+    explicit_max: int = _f(300, low=0, doc="explicit J J^T + eigvalsh up to this many samples x outputs")
+
+
+@dataclass(frozen=True)
+class ProbesConfig:
+    every: int = _f(0, low=0, doc="steps between probes (0: off, no cost)")
+    hessian: HessianProbeConfig = field(default_factory=HessianProbeConfig)
+    ntk: NTKProbeConfig = field(default_factory=NTKProbeConfig)
+
+
+@dataclass(frozen=True)
 class CheckpointConfig:
     every_epochs: int = _f(0, low=0, doc="mini-batch runs: orbax checkpoint every N epochs (0: off)")
     keep: int = _f(2, low=1, doc="checkpoints kept (the newest)")
@@ -109,11 +137,14 @@ class Config:
     seeds: int = _f(8, low=1, doc="number of seeds trained in one compiled program")
     precision: str = _f("float32", choices=("float32", "float64", "bfloat16"),
                         doc="bfloat16: convolutions/matmuls in bf16, params, optimizer and loss in f32")
+    loss: str = _f("cross_entropy", choices=("cross_entropy", "mse_sample", "mse_output"),
+                   doc="dynamical loss: CE, or MSE weighted per sample (by its class) or per output")
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     grid: GridConfig = field(default_factory=GridConfig)
@@ -177,6 +208,10 @@ def _leaf(key: str, value: Any, f: dataclasses.Field) -> Any:
         if typ.endswith("| None"):
             return None
         raise bad
+    if typ == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} is not allowed; expected true or false")
+        return value
     if typ.startswith("str"):
         if not isinstance(value, str) or (meta.get("choices") and value not in meta["choices"]):
             raise bad
@@ -239,6 +274,9 @@ def _check_cross(cfg: Config) -> Config:
         if value is not None and not cfg.epoch_run:
             raise ConfigError(f"{key}={value} is not allowed in a full-batch run; use the step count "
                               "(schedule.off_from_step, optimizer.warmup_steps) or set train.batch_size and train.epochs")
+    if cfg.probes.every and cfg.epoch_run:
+        raise ConfigError(f"probes.every={cfg.probes.every} is not allowed in a mini-batch run; expected 0 "
+                          "(the probes measure the full-batch loss of full-batch runs)")
     if cfg.precision == "bfloat16" and cfg.model.name == "mlp":
         raise ConfigError("precision=bfloat16 is not allowed with model=mlp; expected float32 or float64")
     if cfg.precision == "float64" and cfg.model.name != "mlp":

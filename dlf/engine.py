@@ -25,6 +25,7 @@ class TrainState(NamedTuple):
     diverged_step: jax.Array  # int32: step at which F or the params turned non-finite; -1 if never
     model_state: Any = ()  # non-trained variables (batch-norm statistics); () if none
     key: Any = ()  # the run's `data` stream: epoch permutations of mini-batch runs
+    probe_key: Any = ()  # the run's `probe` stream: Lanczos start vectors (folded with the step)
 
 
 class Hyper(NamedTuple):
@@ -77,6 +78,8 @@ class Program:
     steps_per_epoch: int = 1
     eval_batch: int = 1000
     compute_dtype: Any = None  # inputs cast to this before the model (None: the data's dtype)
+    probe: Callable | None = None  # (program, state, hp, data) -> {name: scalar}, at every chunk end
+    trace_loss: bool = False  # full batch: a chunk also returns F(t) of each of its steps
 
     def gamma(self, step, hp: Hyper, dtype=jnp.float32):
         return gamma(step, hp.A, hp.T, self.num_classes, self.shape, hp.off_step, dtype)
@@ -93,17 +96,24 @@ class Program:
     def train_step(self, state: TrainState, hp: Hyper, data: Data, idx=None) -> TrainState:
         """One step on F(t), on the whole training set or on the batch `idx`. A run whose F or
         new params are non-finite is frozen."""
+        return self.step_with_loss(state, hp, data, idx)[0]
+
+    def objective(self, state: TrainState, hp: Hyper, x, y, data: Data):
+        """params -> (F(t) on (x, y), new model state): the loss actually being minimised."""
+        g = self.gamma(state.step, hp, self.loss_dtype(data))
+
+        def F(params):
+            logits, model_state = self.apply(params, state.model_state, x, True)
+            return self.loss(logits, y, g)[0], model_state
+        return F
+
+    def step_with_loss(self, state: TrainState, hp: Hyper, data: Data, idx=None):
+        """(new state, F(t) before the step)."""
         x, y = data.x_train, data.y_train
         if idx is not None:
             x, y = x[idx], y[idx]
         x = self.inputs(x, data)
-        g = self.gamma(state.step, hp, self.loss_dtype(data))
-
-        def objective(params):
-            logits, model_state = self.apply(params, state.model_state, x, True)
-            return self.loss(logits, y, g)[0], model_state
-
-        (F, model_state), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (F, model_state), grads = jax.value_and_grad(self.objective(state, hp, x, y, data), has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         alive = state.diverged_step < 0
@@ -115,7 +125,7 @@ class Program:
             model_state=_select(keep, model_state, state.model_state),
             step=state.step + 1,
             diverged_step=jnp.where(alive & ~finite, state.step, state.diverged_step),
-        )
+        ), F
 
     def _predict(self, state: TrainState, x, data: Data):
         """Eval-mode logits over x, in batches of eval_batch for mini-batch programs."""
@@ -136,7 +146,7 @@ class Program:
         F, ce = self.loss(logits, data.y_train, g)
         val_logits = self._predict(state, data.x_val, data)
         _, val_ce = self.loss(val_logits, data.y_val, jnp.ones_like(g))
-        return dict(
+        out = dict(
             loss=F,
             ce=ce,
             train_acc=jnp.mean(jnp.argmax(logits, -1) == data.y_train),
@@ -145,6 +155,9 @@ class Program:
             gamma=g,
             diverged_step=state.diverged_step,
         )
+        if self.probe is not None:
+            out.update(self.probe(self, state, hp, data))
+        return out
 
     def epoch(self, state: TrainState, hp: Hyper, data: Data) -> TrainState:
         """One epoch of mini-batch steps over a fresh permutation of the training set."""
@@ -156,7 +169,11 @@ class Program:
         return state
 
     def chunk(self, state: TrainState, hp: Hyper, data: Data, n_steps: int):
-        """n_steps training steps (mini-batch: n_steps epochs) in one lax.scan, then the metrics."""
+        """n_steps training steps (mini-batch: n_steps epochs) in one lax.scan, then the metrics
+        (with `loss_trace`, F(t) of every step of the chunk, when trace_loss)."""
+        if self.batch_size is None and self.trace_loss:
+            state, trace = jax.lax.scan(lambda s, _: self.step_with_loss(s, hp, data), state, None, length=n_steps)
+            return state, {**self.evaluate(state, hp, data), "loss_trace": trace}
         body = self.train_step if self.batch_size is None else self.epoch
         state, _ = jax.lax.scan(lambda s, _: (body(s, hp, data), None), state, None, length=n_steps)
         return state, self.evaluate(state, hp, data)
@@ -174,7 +191,7 @@ def init_states(model, tx: optax.GradientTransformation, seeds: list[int], x_exa
         else:
             params, model_state = init(model, keys["init"], x_example)
         return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), -jnp.ones((), jnp.int32),
-                          model_state, keys["data"])
+                          model_state, keys["data"], keys["probe"])
 
     return jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32))
 
@@ -234,7 +251,7 @@ class Compiled:
 
         def lift(fn, out_specs):
             local = over_runs(fn, self.n_padded // self.n_dev, vmap_size, hp_axis)
-            return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out_specs)
+            return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False)
 
         self._chunk = lambda n: jax.jit(lift(partial(program.chunk, n_steps=n), (P("runs"), P("runs"))),
                                         donate_argnums=0)

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 import numpy as np
 
 PER_SEED_KEYS = ("loss", "ce", "train_acc", "val_acc", "val_ce")
+PROBE_KEYS = ("hessian_lambda_max", "ntk_lambda_max")  # per seed, in rows of runs with probes
 
 
 def _num(x) -> float | None:
@@ -27,8 +28,9 @@ def metrics_row(step: int, metrics: dict[str, np.ndarray], epoch: int | None = N
     if epoch is not None:
         row["epoch"] = int(epoch)
     row["gamma"] = [_num(g) for g in metrics["gamma"][0]]
-    for key in PER_SEED_KEYS:
-        row[key] = [None if d else _num(v) for v, d in zip(metrics[key], dead)]
+    for key in PER_SEED_KEYS + PROBE_KEYS:
+        if key in metrics:
+            row[key] = [None if d else _num(v) for v, d in zip(metrics[key], dead)]
     return row
 
 

@@ -27,6 +27,7 @@ from dlf.outputs import write_json
 
 log = logging.getLogger("dlf")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+config_lib.register_resolvers()
 
 
 def points(cfg: Config) -> list[tuple[float, int]]:

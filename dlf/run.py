@@ -69,7 +69,13 @@ def pieces(cfg: Config):
     model = models.build(cfg.model, C, cfg.precision)
     init, apply = models.interface(model)
     tx = optim.build(cfg.optimizer, cfg.steps_per_epoch(n_train), cfg.total_steps(n_train))
-    program = Program(apply=apply, tx=tx, loss=LOSSES["cross_entropy"], num_classes=C,
+    probe = None
+    if cfg.probes.every:
+        from dlf.probes.during import make_probe, ntk_indices
+
+        probe = make_probe(cfg, ntk_indices(cfg, np.asarray(train.y), C), C)
+    program = Program(apply=apply, tx=tx, loss=LOSSES[cfg.loss], num_classes=C, probe=probe,
+                      trace_loss=bool(cfg.probes.every),
                       shape=cfg.schedule.shape, batch_size=cfg.train.batch_size,
                       steps_per_epoch=cfg.steps_per_epoch(n_train), eval_batch=cfg.train.eval_batch_size,
                       compute_dtype=models.COMPUTE_DTYPES[cfg.precision] if cfg.model.name != "mlp" else None)
@@ -177,7 +183,11 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
         progress = Progress(steps, epochs=cfg.train.epochs if cfg.epoch_run else None)
         mirror = open_mirror(cfg, out_dir, group)
 
+        traces: list[np.ndarray] = []  # per-step F of each chunk (runs with probes)
+
         def on_metrics(u: int, metrics: dict[str, np.ndarray]) -> None:
+            if "loss_trace" in metrics:
+                traces.append(metrics.pop("loss_trace"))
             if rows and u <= rows[-1].get("epoch", rows[-1]["step"]):
                 return  # the resumed run's first row is already in metrics.jsonl
             row = outputs.metrics_row(u * spe, metrics, epoch=u if cfg.epoch_run else None)
@@ -194,7 +204,7 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
             if u == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        every = cfg.checkpoint.every_epochs if ckpt_on else 0
+        every = cfg.checkpoint.every_epochs if ckpt_on else cfg.probes.every
         compiled = Compiled(b.program, states, b.hp, b.data, units, cfg.train.log_every, vmap_size=vmap_size,
                             extra_bounds=tuple(range(every, units, every)) if every else ())
         states, train_s = compiled(states, b.hp, b.data, on_metrics, start=start,
@@ -208,13 +218,17 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
         ckpt.close()
     summary = summarize(cfg, b.seeds, rows, diverged_step, timing, time.perf_counter() - t_start,
                         steps, (units - start) * (spe if cfg.epoch_run else 1))
+    figures = [out_dir / "dynamics.png"]
+    if cfg.probes.every:
+        summary["threshold"] = probe_outputs(cfg, out_dir, rows, np.concatenate(traces, axis=1), b.seeds,
+                                             gamma_dense, figures)
     outputs.write_json(out_dir / "summary.json", summary)
     off = cfg.off_step_for(n_train)
     width = f"depth {cfg.model.depth}" if cfg.model.name != "mlp" else f"width {cfg.model.width}"
     plots.dynamics(out_dir / "dynamics.png", rows, gamma_dense, 2 * cfg.dataset.classes * cfg.schedule.T, off,
                    f"{cfg.dataset.name} {cfg.model.name} {width}, A={cfg.schedule.A:g}, "
                    f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}")
-    mirror.finish(summary, [out_dir / "dynamics.png"])
+    mirror.finish(summary, figures)
     f = summary["final"]
     pm = lambda s: "nan" if s["n"] == 0 else f"{s['mean']:.4f} ± {s['std']:.4f}"  # noqa: E731
     log.info("dlf: %s | train_acc %s | val_acc %s (n=%d) | %.1f s (compile %.1f s)", summary["status"],
@@ -224,6 +238,34 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
         log.warning("dlf: seeds %s diverged (non-finite loss) at steps %s; they are excluded from "
                     "the final statistics", summary["diverged_seeds"], list(summary["diverged_at_step"].values()))
     return summary
+
+
+def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], F_RxT: np.ndarray, seeds: list[int],
+                  gamma_dense: np.ndarray, figures: list[Path]) -> dict[str, Any]:
+    """probes.npz (per-step F, probe series), the threshold estimate, and the Fig. 4 figure."""
+    from dlf.probes.during import summarize as threshold_of
+
+    probe_rows = [r for r in rows if r.get("hessian_lambda_max") is not None]
+    steps = np.array([r["step"] for r in probe_rows])
+    series = {k: np.array([[np.nan if v is None else v for v in r.get(k, [None] * len(seeds))]
+                           for r in probe_rows]).T for k in outputs.PROBE_KEYS}
+    np.savez_compressed(out_dir / "probes.npz", F=F_RxT, F_steps=np.arange(F_RxT.shape[1]), probe_steps=steps,
+                        **series)
+    thr = threshold_of(F_RxT, steps, series["hessian_lambda_max"], seeds, cfg.optimizer.lr)
+    try:
+        from dlf.probe_plots import fig4
+    except ImportError:
+        return thr
+    first = thr["per_seed"][0]
+    fig4(out_dir / "probes.png", steps=np.arange(F_RxT.shape[1]), F=F_RxT[0], gamma=gamma_dense[:-1],
+         row_steps=np.array([r["step"] for r in rows]), train_acc=np.array([r["train_acc"][0] for r in rows], float),
+         val_acc=np.array([r["val_acc"][0] for r in rows], float), probe_steps=steps,
+         hessian=series["hessian_lambda_max"][0], ntk=series["ntk_lambda_max"][0], threshold=thr["mean"],
+         lr=cfg.optimizer.lr, onsets=first["onsets"], ends=first["ends"],
+         title=f"{cfg.dataset.name} width {cfg.model.width}, A={cfg.schedule.A:g}, T={cfg.schedule.T}, "
+               f"lr {cfg.optimizer.lr:g}, seed {seeds[0]}")
+    figures.append(out_dir / "probes.png")
+    return thr
 
 
 def summarize(cfg: Config, seeds: list[int], rows: list[dict], diverged_step: np.ndarray, timing,

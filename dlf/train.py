@@ -16,6 +16,7 @@ from dlf.outputs import write_json
 
 log = logging.getLogger("dlf")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+config_lib.register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -15,6 +15,9 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
+config_lib.register_resolvers()
+
+
 def compose_cfg(overrides, name="config"):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return config_lib.from_hydra(compose(config_name=name, overrides=overrides))
