@@ -63,6 +63,17 @@ def _markers(ax, onsets, ends):
     ax.vlines(ends, 0, 1, transform=tr, colors="tab:red", ls="--", lw=0.6, label="end")
 
 
+def _symlog(ax, a: np.ndarray) -> None:
+    """Symlog y, linear below the median |Delta F| (the quiet descent), labelled decades above it
+    (at most three per sign, so the labels near 0 do not collide)."""
+    lo = np.floor(np.log10(np.median(a))) if a.size else -8.0
+    ax.set_yscale("symlog", linthresh=10.0**lo)
+    if a.size and a.max() > 10.0**(lo + 1):
+        k = np.arange(lo + 1, np.ceil(np.log10(a.max())) + 1)
+        dec = 10.0 ** k[:: -(-k.size // 3)]
+        ax.set_yticks(np.concatenate([-dec[::-1], [0.0], dec]))
+
+
 def _column(axes, d: dict, window: tuple[int, int] | None, bins: int | None) -> None:
     """Draw the six panels into `axes`: the whole run (window None, enveloped to `bins`) or the
     per-step slice window = (start, end)."""
@@ -85,7 +96,7 @@ def _column(axes, d: dict, window: tuple[int, int] | None, bins: int | None) -> 
     p, h, k = cut(d["probe_steps"], d["hessian"], d["ntk"])
     trace(axes[4], p, h, lw=0.6, color="C0", label=r"Hessian $\lambda_{max}$")
     trace(axes[5], p, k, lw=0.6, color="C4")
-    if d["threshold"] is not None:
+    if d["threshold"] is not None and np.isfinite(d["threshold"]):
         axes[4].axhline(d["threshold"], color="k", ls="--", lw=0.9, label=f"threshold {d['threshold']:.3g}")
     axes[4].axhline(2 / d["lr"], color="0.4", ls=":", lw=0.9, label=rf"$2/\eta$ = {2 / d['lr']:.3g}")
     for ax in axes[1], axes[2], axes[4]:
@@ -93,8 +104,7 @@ def _column(axes, d: dict, window: tuple[int, int] | None, bins: int | None) -> 
     F_pos = F[np.isfinite(F) & (F > 0)]
     if F_pos.size:
         axes[1].set_yscale("log")
-    a = np.abs(dF[np.isfinite(dF) & (dF != 0)])
-    axes[2].set_yscale("symlog", linthresh=float(np.median(a)) if a.size else 1e-8, linscale=1.5)
+    _symlog(axes[2], np.abs(dF[np.isfinite(dF) & (dF != 0)]))
     axes[3].set_ylim(0, 1.02)
     axes[0].set_ylim(0, G.shape[1] * 1.02 if G.size else 1)
     lo, hi = window if window is not None else (d["steps"][0], d["steps"][-1])

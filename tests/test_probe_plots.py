@@ -1,0 +1,187 @@
+"""Figures of the probes (Fig. 4, 5b) and the Fig. 5a aggregation: speed, zoom choice, the fit, the CLI."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from dlf import fig5 as f5
+from dlf.probe_plots import envelope, fig4, fig5b, step_diff, zoom_window
+from dlf.probes.bifurcation import episodes
+from conftest import run_cli
+
+
+def synthetic_run(steps=70_000, T=5000, C=3):
+    """Fig. 4-like arrays: F sinks and rises each period, with a period-2 bounce in the middle of
+    the first ten periods; Hessian lambda_max every 25 steps (one NaN), NTK likewise."""
+    t = np.arange(steps)
+    bounce = ((t % T) > 2000) & ((t % T) < 2600) & (t < 10 * T)
+    F = 0.5 + 0.4 * np.cos(2 * np.pi * t / T) ** 2 + 0.05 * bounce * (-1.0) ** t
+    gamma = np.stack([np.where((t // T) % C == i, C - 0.5, 0.25) for i in range(C)], 1)
+    p = t[::25]
+    hessian = 1.5 + 0.5 * np.sin(p / 800)
+    hessian[7] = np.nan
+    onsets, ends = episodes(F)
+    return dict(steps=t, F=F, gamma=gamma, row_steps=t[::10], train_acc=0.6 + 0.3 * bounce[::10],
+                val_acc=0.5 + 0.2 * bounce[::10], probe_steps=p, hessian=hessian, ntk=10 + np.cos(p / 1000),
+                threshold=1.8, lr=1.0, onsets=onsets, ends=ends, title="synthetic")
+
+
+def test_fig4_70k_steps_is_fast(tmp_path):
+    run = synthetic_run()
+    assert len(run["onsets"]) == 10
+    t0 = time.perf_counter()
+    zoom = fig4(tmp_path / "fig4.png", **run)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 10, f"fig4 took {elapsed:.1f} s"
+    assert (tmp_path / "fig4.png").stat().st_size > 20_000
+    assert zoom[0] < run["onsets"][0] < run["ends"][0] < zoom[1]
+    fig4(tmp_path / "nozoom.png", **{**run, "onsets": [], "ends": [], "threshold": None})
+    assert (tmp_path / "nozoom.png").stat().st_size > 20_000
+
+
+def test_zoom_window_takes_the_first_cascade():
+    assert zoom_window([], [], 0, 1000) is None
+    # one episode: a quarter of its length either side (at least 20 steps)
+    assert zoom_window([2000, 7000], [2400, 7400], 0, 70_000) == (1900, 2500)
+    assert zoom_window([100], [120], 0, 1000) == (80, 140)
+    # later episodes within the margin belong to the cascade; the one at 7000 does not
+    assert zoom_window([2000, 2450, 2700, 7000], [2400, 2600, 2800, 7400], 0, 70_000) == (1800, 3000)
+    assert zoom_window([5], [50], 0, 60) == (0, 60)  # clipped to the run
+
+
+def test_envelope_keeps_the_oscillation_band():
+    x = np.arange(70_000)
+    y = np.where(x % 2, 1.0, -1.0) * (x > 35_000)
+    xe, ye = envelope(x, y, bins=100)
+    assert xe.size == ye.size == 200
+    assert ye[:2].tolist() == [0.0, 0.0] and ye[-2:].tolist() == [-1.0, 1.0]
+    np.testing.assert_array_equal(envelope(x[:150], y[:150], bins=100)[1], y[:150])  # short: as is
+
+
+def test_step_diff_only_between_consecutive_steps():
+    d = step_diff(np.array([0, 1, 2, 10, 11]), np.array([1.0, 3.0, 2.0, 5.0, 4.0]))
+    np.testing.assert_array_equal(d, [np.nan, 2.0, -1.0, np.nan, -1.0])
+
+
+def test_fig5b_writes_a_png(tmp_path):
+    p = np.arange(0, 70_000, 25)
+    series = [dict(label="width 100", probe_steps=p, hessian=2.5 + 0 * p),
+              dict(label="width 1000", probe_steps=p, hessian=3 * np.exp(-p / 5000) + 0.5)]
+    fig5b(tmp_path / "fig5b.png", series=series, threshold=1.9, lr=1.0, title="A=1, eta=1")
+    assert (tmp_path / "fig5b.png").stat().st_size > 10_000
+
+
+def closed_form(x, y, w):
+    """Weighted straight line by the textbook sums: (a, b, var(b) with the errors as known)."""
+    xm, ym = (w * x).sum() / w.sum(), (w * y).sum() / w.sum()
+    sxx = (w * (x - xm) ** 2).sum()
+    b = (w * (x - xm) * (y - ym)).sum() / sxx
+    return ym - b * xm, b, 1 / sxx
+
+
+def test_fit_recovers_an_exact_power_law():
+    eta = np.array([0.125, 0.25, 0.5, 1.0, 2.0])
+    sig = np.array([0.02, 0.05, 0.03, 0.04, 0.1])
+    f = f5.fit_power(eta, 1.9 * eta**-0.9, sig)
+    assert f["b"] == pytest.approx(-0.9, abs=1e-12) and np.exp(f["a"]) == pytest.approx(1.9, rel=1e-12)
+    _, _, var_b = closed_form(np.log(eta), np.log(1.9 * eta**-0.9), 1 / sig**2)
+    assert f["chi2"] < 1e-20 and f["b_se"] == pytest.approx(np.sqrt(var_b), rel=1e-12)  # scale factor 1
+
+
+def test_fit_matches_closed_form_on_scattered_points():
+    rng = np.random.default_rng(1)
+    eta = np.geomspace(0.1, 2, 6)
+    sig = rng.uniform(0.01, 0.05, 6)
+    thr = 1.9 * eta**-0.9 * np.exp(rng.normal(0, 0.1, 6))  # scatter >> sig: the scale factor applies
+    x, y, w = np.log(eta), np.log(thr), 1 / sig**2
+    a, b, var_b = closed_form(x, y, w)
+    chi2 = (w * (y - a - b * x) ** 2).sum()
+    assert chi2 / 4 > 1
+    f = f5.fit_power(eta, thr, sig)
+    assert (f["a"], f["b"], f["chi2"]) == pytest.approx((a, b, chi2), rel=1e-10)
+    assert f["b_se"] == pytest.approx(np.sqrt(var_b * chi2 / 4), rel=1e-10)
+    # no errors at all: ordinary least squares, se from the residuals
+    a, b, var_b = closed_form(x, y, np.ones(6))
+    rss = ((y - a - b * x) ** 2).sum()
+    f = f5.fit_power(eta, thr, np.full(6, np.nan))
+    assert not f["weighted"] and f["b"] == pytest.approx(b, rel=1e-10)
+    assert f["b_se"] == pytest.approx(np.sqrt(var_b * rss / 4), rel=1e-10)
+    # a point without an error gets the median of the others
+    g = f5.fit_power(eta, thr, np.r_[np.nan, sig[1:]])
+    assert g["b"] == pytest.approx(closed_form(x, y, 1 / np.r_[np.median(sig[1:]), sig[1:]] ** 2)[1], rel=1e-10)
+    assert f5.fit_power([1.0, 1.0], [2.0, 2.1], [0.1, 0.1]) is None
+
+
+def test_pool_is_the_stats_of_the_union():
+    a, b = np.array([1.0, 2.0, 4.0]), np.array([3.0, 5.0])
+    pts = [f5.Point(100, "gd", 0.5, v.mean(), v.std(ddof=1), v.size) for v in (a, b)]
+    (p,) = f5.pool(pts)
+    u = np.concatenate([a, b])
+    assert (p.n, p.mean, p.std) == (5, pytest.approx(u.mean()), pytest.approx(u.std(ddof=1)))
+
+
+def test_stability_lines():
+    assert f5.stability("gd", 0.9) == 2 and f5.stability("momentum", 0.9) == pytest.approx(3.8)
+    assert f5.stability("nesterov", 0.9) == pytest.approx(3.8 / 2.8) and f5.stability("adam", 0.9) is None
+
+
+def summary(job, width, lr, thr=None, status="ok", name="gd"):
+    job.mkdir(parents=True)
+    s = {"status": status, "config": {"model": {"width": width},
+                                      "optimizer": {"name": name, "lr": lr, "momentum": 0.9,
+                                                    "lr_schedule": "constant"}}}
+    if status == "failed":
+        s["error"] = "RuntimeError: boom"
+    if thr is not None:
+        s["threshold"] = thr
+    (job / "summary.json").write_text(json.dumps(s))
+
+
+def sweep(root, exponent=-0.9):
+    """Jobs for widths 100, 1000 and four learning rates, plus a failed job, a job without probes
+    and one without onsets."""
+    k = 0
+    for width in (100, 1000):
+        for lr in (0.25, 0.5, 1.0, 2.0):
+            m = 1.9 * lr**exponent
+            summary(root / f"{k}_w{width}_lr{lr}", width, lr,
+                    {"mean": m, "std": 0.05 * m, "n": 20, "n_onsets": 20, "per_seed": []})
+            k += 1
+    summary(root / f"{k}_failed", 100, 4.0, status="failed")
+    summary(root / f"{k + 1}_noprobe", 100, 4.0)
+    summary(root / f"{k + 2}_noonset", 100, 4.0, {"mean": None, "std": None, "n": 0, "n_onsets": 0})
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tmp_path):
+    sweep(tmp_path / "sweep")
+    r = run_cli(str(tmp_path / "sweep"), "-o", str(tmp_path / "out"), cwd=tmp_path, module="dlf.fig5")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert sum("skipped:" in ln for ln in lines) == 3
+    assert any("8_failed: status 'failed': RuntimeError: boom" in ln for ln in lines)
+    fits = [ln for ln in lines if ln.startswith("dlf.fig5: width")]
+    assert len(fits) == 2 and all("eta^-0.900 +- 0.007" in ln for ln in fits), fits
+    rows = (tmp_path / "out" / "fig5.csv").read_text().splitlines()
+    assert rows[0] == "width,optimizer,eta,n,threshold_mean,threshold_std" and len(rows) == 9
+    assert (tmp_path / "out" / "fig5.png").stat().st_size > 10_000
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert f5.main([str(tmp_path / "nope")]) == 2
+    assert f5.main([str(tmp_path)]) == 2  # empty
+    summary(tmp_path / "0_failed", 100, 1.0, status="failed")
+    assert f5.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(ln.startswith("dlf.fig5: error: ") for ln in err)
+    assert "is not a directory" in err[0] and "no usable runs" in err[2] and "0_failed: status" in err[2]
+
+
+def test_momentum_reference_and_mixed_optimizers(tmp_path):
+    for k, (name, lr) in enumerate([("momentum", 0.5), ("momentum", 1.0), ("gd", 0.5), ("gd", 1.0)]):
+        summary(tmp_path / f"{k}", 100, lr, {"mean": 2 / lr, "std": 0.1, "n": 4}, name=name)
+    groups, skipped = f5.fig5(tmp_path)
+    assert not skipped
+    assert [g["label"] for g in groups] == ["width 100 (gd)", "width 100 (momentum beta=0.9)"]
+    assert all(g["fit"]["b"] == pytest.approx(-1) for g in groups)

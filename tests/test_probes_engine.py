@@ -1,0 +1,91 @@
+"""Probes inside the compiled engine: the values in metrics.jsonl against exact spectra of the
+final state, the per-step F trace against the metrics rows, probes off = nothing recorded."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dlf import config as config_lib
+from dlf.outputs import read_jsonl
+from dlf.run import build, run
+
+pytestmark = pytest.mark.slow
+
+
+def _cfg(**probes):
+    # width 8: 2*8 + 8 + 8*3 + 3 = 51 parameters, so Lanczos of order 51 is exact
+    return config_lib.from_dict({
+        "seeds": 2, "precision": "float64", "model": {"width": 8}, "dataset": {"per_class": 20},
+        "schedule": {"A": 20, "T": 30}, "train": {"steps": 70, "log_every": 35},
+        "probes": {"every": 10, "hessian": {"order": 51}, **probes}, "compile_cache": None})
+
+
+def _final_state(cfg, out):
+    """Retrain without probes (same seeds, same steps): the probes do not change training."""
+    off = config_lib.replace(cfg, probes={"every": 0})
+    with jax.enable_x64(True):
+        b = build(off)
+        from dlf.engine import fit
+        states, _ = fit(b.program, b.states, b.hp, b.data, cfg.train.steps, cfg.train.steps, lambda s, m: None)
+    return b, states
+
+
+@pytest.mark.parametrize("explicit_max", [300, 0])  # explicit NTK, then matrix-free Lanczos
+def test_probe_values_equal_exact_spectra_of_the_final_state(tmp_path, explicit_max):
+    cfg = _cfg(ntk={"samples": 15, "order": 45, "explicit_max": explicit_max})
+    run(cfg, tmp_path)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [0, 10, 20, 30, 35, 40, 50, 60, 70]
+    last = rows[-1]
+    b, states = _final_state(cfg, tmp_path)
+    from dlf.probes.during import ntk_indices
+    idx = ntk_indices(cfg, np.asarray(b.data.y_train), 3)
+    assert len(idx) == 15 and np.bincount(np.asarray(b.data.y_train)[idx]).tolist() == [5, 5, 5]
+    with jax.enable_x64(True):
+        for r in range(2):
+            state = jax.tree.map(lambda x: x[r], states)
+            F = b.program.objective(state, b.hp, b.data.x_train, b.data.y_train, b.data)
+            flat, unravel = jax.flatten_util.ravel_pytree(state.params)
+            H = jax.hessian(lambda w: F(unravel(w))[0])(flat)
+            assert last["hessian_lambda_max"][r] == pytest.approx(float(np.linalg.eigvalsh(np.asarray(H))[-1]), rel=1e-8)
+            J = jax.jacfwd(lambda w: b.program.apply(unravel(w), (), b.data.x_train[idx], False)[0].reshape(-1))(flat)
+            ntk = np.asarray(J @ J.T)
+            assert last["ntk_lambda_max"][r] == pytest.approx(float(np.linalg.eigvalsh(ntk)[-1]), rel=1e-8)
+
+
+def test_loss_trace_and_threshold_summary(tmp_path):
+    cfg = _cfg(ntk={"samples": 15})
+    s = run(cfg, tmp_path)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    z = np.load(tmp_path / "probes.npz")
+    assert z["F"].shape == (2, 70) and z["probe_steps"].tolist() == [0, 10, 20, 30, 35, 40, 50, 60, 70]
+    # F(t) recorded inside the scan, before step t, equals the row's F at step t
+    for r in rows[:-1]:
+        np.testing.assert_allclose(z["F"][:, r["step"]], r["loss"], rtol=1e-12)
+    np.testing.assert_allclose(z["hessian_lambda_max"], np.array([r["hessian_lambda_max"] for r in rows]).T)
+    t = s["threshold"]
+    assert {"mean", "std", "n", "n_onsets", "per_seed", "detector", "edge_of_stability"} <= set(t)
+    assert [p["seed"] for p in t["per_seed"]] == [0, 1] and t["edge_of_stability"] == 2.0
+    json.dumps(t, allow_nan=False)
+
+
+def test_probes_off_record_nothing(tmp_path):
+    cfg = config_lib.replace(_cfg(), probes={"every": 0})
+    s = run(cfg, tmp_path)
+    assert "threshold" not in s and not (tmp_path / "probes.npz").exists()
+    assert all("hessian_lambda_max" not in r for r in read_jsonl(tmp_path / "metrics.jsonl"))
+    with jax.enable_x64(True):
+        b = build(cfg)
+        hlo = jax.jit(lambda st: b.program.chunk(st, b.hp, b.data, 5)).lower(
+            jax.tree.map(lambda x: x[0], b.states)).as_text()
+    assert "eigh" not in hlo.lower() and "loss_trace" not in hlo
+
+
+@pytest.mark.parametrize("loss", ["mse_sample", "mse_output"])
+def test_dynamical_mse_runs_with_probes(tmp_path, loss):
+    cfg = config_lib.replace(_cfg(ntk={"samples": 15}), loss=loss, optimizer={"lr": 0.1})
+    s = run(cfg, tmp_path)
+    assert s["status"] == "ok" and np.isfinite(read_jsonl(tmp_path / "metrics.jsonl")[-1]["hessian_lambda_max"]).all()
+    assert jnp.isfinite(s["final"]["loss"]["mean"])
