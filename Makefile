@@ -19,10 +19,12 @@ run: $(VENV)/.installed  ## the default experiment (narrow spiral, 8 seeds); ext
 test: $(VENV)/.installed  ## the whole suite: math, config and end-to-end tiers
 	$(PY) -m pytest -q tests
 
-bench: $(VENV)/.installed  ## engine, grid and compile-cache benchmarks; rewrite BENCHMARKS.md (~10 min)
+bench: $(VENV)/.installed  ## engine, grid, cache, probe and CIFAR benchmarks; rewrite BENCHMARKS.md (~15 min on CPU)
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/phase.py
 	$(PY) benchmarks/cache.py
+	$(PY) benchmarks/probes.py
+	$(PY) benchmarks/cifar.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -39,7 +39,7 @@ def reference_loop(b, lr: float, steps: int) -> float:
         g = prog.gamma(t, hp, data.x_train.dtype)
 
         def objective(p):
-            logits = prog.apply(p, data.x_train)
+            logits = prog.apply(p, (), data.x_train, True)[0]
             F, ce = prog.loss(logits, data.y_train, g)
             return F, (ce, jnp.mean(jnp.argmax(logits, -1) == data.y_train))
 

@@ -22,13 +22,13 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from dlf import config as config_lib
-from dlf.probes import hessian_top, ntk_top
+from dlf.probes import hessian_top, ntk_matrix, ntk_top
 from dlf.probes.lanczos import lanczos
 from dlf.probes.ntk import balanced_subset
 from dlf.run import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _md import machine  # noqa: E402
+from _md import machine, write_section  # noqa: E402
 
 
 def per_call(fn, arg, n: int, repeats: int) -> float:
@@ -50,6 +50,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5000)
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fig4-steps", type=int, default=2000, help="steps of the Fig. 4 overhead comparison")
+    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     cfg = config_lib.from_dict({"model": {"width": 100}, "schedule": {"A": 10, "T": 100}, "seeds": 1})
     b = build(cfg)
@@ -57,7 +59,8 @@ def main(argv=None):
     state = jax.tree.map(lambda x: x[0], b.states)
     params = state.params
     g = prog.gamma(jnp.asarray(150), hp, data.x_train.dtype)
-    F = lambda p: prog.loss(prog.apply(p, data.x_train), data.y_train, g)[0]  # noqa: E731
+    apply = lambda p, x: prog.apply(p, (), x, False)[0]  # noqa: E731 - the MLP as (params, x) -> logits
+    F = lambda p: prog.loss(apply(p, data.x_train), data.y_train, g)[0]  # noqa: E731
     key = jax.random.key(0)
     sub = data.x_train[balanced_subset(np.asarray(data.y_train), 50, 3)]
 
@@ -76,9 +79,11 @@ def main(argv=None):
          lambda k: hessian_top(F, params, k, args.order)[0]),
         (f"Hessian lambda_max, order {args.order}, 300 points (jvp of grad per step)", hessian_relinearised),
         (f"NTK lambda_max matrix-free, order {args.ntk_order}, 300 points (dim 900)",
-         lambda k: ntk_top(prog.apply, params, data.x_train, k, args.ntk_order)[0]),
+         lambda k: ntk_top(apply, params, data.x_train, k, args.ntk_order)[0]),
         (f"NTK lambda_max matrix-free, order {args.ntk_order}, 50 points (dim 150)",
-         lambda k: ntk_top(prog.apply, params, sub, k, args.ntk_order)[0]),
+         lambda k: ntk_top(apply, params, sub, k, args.ntk_order)[0]),
+        ("NTK lambda_max explicit (J J^T + eigvalsh), 50 points (dim 150)",
+         lambda k: jnp.linalg.eigvalsh(ntk_matrix(apply, params, sub))[-1]),
     ]
     print(f"machine: {machine()}")
     print(f"training step (engine, float32, width 100, 300 points): {1e6 * step_s:.1f} us")
@@ -88,7 +93,46 @@ def main(argv=None):
         s = per_call(probe(value), zero, args.calls, args.repeats)
         rows.append((label, s, s / step_s))
         print(f"| {label} | {1e6 * s:,.0f} | {s / step_s:.1f} |", flush=True)
+    fig4 = fig4_overhead(args.fig4_steps)
+    print(f"Fig. 4 run (float64, probes every 25 steps): {fig4[25]:.0f} steps/s with probes, {fig4[0]:.0f} without, "
+          f"x{fig4[0] / fig4[25]:.1f}")
+    text = "\n".join([
+        "## Probe cost (spiral, width 100, 300 points)",
+        "",
+        f"Command: `.venv/bin/python benchmarks/probes.py` — machine: {machine()}. Each probe runs "
+        f"{args.calls} times in one lax.scan with a fresh key per call; the training step is the engine's "
+        f"`train_step` ({1e6 * step_s:.1f} us, float32) scanned {args.steps} times; median of {args.repeats}.",
+        "",
+        "| probe | us per call | training steps per call |",
+        "|---|---:|---:|",
+        *[f"| {label} | {1e6 * s:,.0f} | {r:.1f} |" for label, s, r in rows],
+        "",
+        f"Overhead in the Fig. 4 run (`experiment=fig4_dynamics`: float64, A=70, T=5000, Hessian order 10, "
+        f"explicit NTK on 51 points, probes every 25 steps, {args.fig4_steps} steps): **{fig4[25]:.0f} steps/s with "
+        f"probes vs {fig4[0]:.0f} without (x{fig4[0] / fig4[25]:.1f})**. Besides the two probes, each probe point "
+        "ends a compiled chunk: the full metrics (train and validation forward passes) and one host read.",
+    ])
+    if not args.no_write:
+        print(f"wrote {write_section('probes', text)}")
     return step_s, rows
+
+
+def fig4_overhead(steps: int) -> dict[int, float]:
+    """Training steps/s of the Fig. 4 configuration with probes every 25 steps and without."""
+    from dlf.engine import Compiled
+
+    out = {}
+    for every in (0, 25):
+        cfg = config_lib.from_dict({"seeds": 1, "precision": "float64", "schedule": {"A": 70, "T": 5000},
+                                    "train": {"steps": steps, "log_every": 1000},
+                                    "probes": {"every": every, "hessian": {"order": 10}}})
+        with jax.enable_x64(True):
+            b = build(cfg)
+            c = Compiled(b.program, b.states, b.hp, b.data, steps, 1000,
+                         extra_bounds=tuple(range(every, steps, every)) if every else ())
+            _, train_s = c(b.states, b.hp, b.data, lambda u, m: None)
+        out[every] = steps / train_s
+    return out
 
 
 if __name__ == "__main__":

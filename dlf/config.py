@@ -98,7 +98,7 @@ class NTKProbeConfig:
     samples: int = _f(51, low=1, doc="points of the NTK sample set")
     set: str = _f("balanced", choices=("balanced", "first"), doc="balanced: per class; first: the first N")
     order: int = _f(20, low=1, doc="Lanczos order of the matrix-free NTK")
-    explicit_max: int = _f(300, low=0, doc="explicit J J^T + eigvalsh up to this many samples x outputs")
+    explicit_max: int = _f(60, low=0, doc="explicit J J^T + eigvalsh up to this many samples x outputs")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ def job_point(s: dict) -> Point | str:
     """A summary.json's Point, or why it is skipped."""
     if s.get("status") not in ("ok", "diverged"):
         return f"status {s.get('status')!r}: {s.get('error', 'no error recorded')}"
+    if s.get("A") == 1:
+        return "A=1: an ordinary-loss baseline (drawn in fig5bc.png)"
     thr = s.get("threshold")
     if not thr:
         return "no threshold in summary.json (probes off?)"
@@ -158,7 +160,33 @@ def fig5(root: Path, out: Path | None = None) -> tuple[list[dict], dict[str, str
             refs.append((rf"{c:.3g}/$\eta$ ({o} stability edge)", c))
     probe_plots.fig5a(out / "fig5.png", groups=groups, references=refs,
                       title=f"{root.name}: {len(points)} job(s), {len(pooled)} point(s)")
+    baselines(root, out, pooled)
     return groups, skipped
+
+
+def baselines(root: Path, out: Path, pooled: list[Point]) -> Path | None:
+    """Fig. 5b/c: Hessian lambda_max against the step of the A=1 runs of the sweep (first seed of
+    each; probes.npz), against the threshold measured at their learning rate (pooled over widths:
+    the paper finds it independent of the width). None if the sweep has no A=1 run."""
+    series, lrs = [], set()
+    for f in sorted(root.rglob("summary.json")):
+        s = json.loads(f.read_text())
+        if s.get("A") != 1 or s.get("status") not in ("ok", "diverged") or not (f.parent / "probes.npz").exists():
+            continue
+        z = np.load(f.parent / "probes.npz")
+        lr = float(s["config"]["optimizer"]["lr"])
+        lrs.add(lr)
+        series.append(dict(label=f"width {s['config']['model']['width']}, A=1, eta={lr:g}",
+                           probe_steps=z["probe_steps"], hessian=z["hessian_lambda_max"][0]))
+    if not series:
+        return None
+    lr = sorted(lrs)[0]
+    same = [p for p in pooled if p.eta == lr]
+    thr = float(np.average([p.mean for p in same], weights=[p.n for p in same])) if same else None
+    path = out / "fig5bc.png"
+    probe_plots.fig5b(path, series=series, threshold=thr, lr=lr,
+                      title=f"A=1 baselines against the threshold at eta={lr:g}")
+    return path
 
 
 def describe(g: dict) -> str:

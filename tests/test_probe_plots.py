@@ -166,6 +166,25 @@ def test_cli_end_to_end(tmp_path):
     rows = (tmp_path / "out" / "fig5.csv").read_text().splitlines()
     assert rows[0] == "width,optimizer,eta,n,threshold_mean,threshold_std" and len(rows) == 9
     assert (tmp_path / "out" / "fig5.png").stat().st_size > 10_000
+    assert not (tmp_path / "out" / "fig5bc.png").exists()  # no A=1 run in this sweep
+
+
+def test_fig5bc_from_the_a1_runs(tmp_path):
+    """A=1 jobs (with probes.npz) are not fit points: they are drawn against the threshold of
+    their learning rate (Fig. 5b/c)."""
+    root = tmp_path / "sweep"
+    sweep(root)
+    for width in (100, 1000):
+        job = root / f"a1_w{width}"
+        summary(job, width, 1.0)
+        s = json.loads((job / "summary.json").read_text())
+        (job / "summary.json").write_text(json.dumps({**s, "A": 1}))
+        np.savez(job / "probes.npz", probe_steps=np.arange(0, 1000, 25),
+                 hessian_lambda_max=np.linspace(3, 1, 40)[None])
+    r = run_cli(str(root), cwd=tmp_path, module="dlf.fig5")
+    assert r.returncode == 0, r.stderr
+    assert sum("A=1: an ordinary-loss baseline" in ln for ln in r.stdout.splitlines()) == 2
+    assert (root / "fig5bc.png").stat().st_size > 10_000
 
 
 def test_cli_errors(tmp_path, capsys):
