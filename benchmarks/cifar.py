@@ -91,7 +91,8 @@ def main(argv=None) -> None:
     text = "\n".join([
         f"## Myrtle5-{args.width} training throughput, batch 512 ({jax.default_backend()})",
         "",
-        f"Command: `.venv/bin/python benchmarks/cifar.py` — machine: {machine()}. One model per "
+        f"Command: `.venv/bin/python benchmarks/cifar.py{''.join(' ' + a for a in (argv or sys.argv[1:]))}` — "
+        f"machine: {machine()}. One model per "
         f"process, data on the device, {images} random CIFAR-shaped uint8 images, {args.epochs} epochs "
         "timed after a warm-up call (compile excluded).",
         "",
