@@ -93,8 +93,16 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, cifar_dir):
         cfg = compose_cfg([f"experiment={experiment}", *_image([experiment], cifar_dir)])
         assert run(cfg, tmp_path)["status"] == "ok"
         return
-    assert full.train.steps == 35000 and full.optimizer.lr == 1.0 and full.schedule.off_last_periods == 1
-    assert full.model.width == {"fig3_spiral_narrow": 100, "fig3_spiral_wide": 1000}[experiment]
+    if experiment.startswith("fig3"):
+        assert full.train.steps == 35000 and full.optimizer.lr == 1.0 and full.schedule.off_last_periods == 1
+        assert full.model.width == {"fig3_spiral_narrow": 100, "fig3_spiral_wide": 1000}[experiment]
+    elif experiment == "fig4_dynamics":  # SPEC 2, Fig. 4
+        assert (full.model.width, full.schedule.A, full.schedule.T, full.train.steps, full.precision) == (
+            100, 70, 5000, 70000, "float64")
+        assert (full.probes.every, full.probes.hessian.order, full.seeds) == (25, 10, 1)
+    else:  # fig5_threshold: T = 5000/eta, 70 000/eta steps
+        scan = compose_cfg([f"experiment={experiment}", "optimizer.lr=0.5"])
+        assert (scan.schedule.T, scan.train.steps, scan.probes.every) == (10000, 140000, 25)
     cfg = compose_cfg([f"experiment={experiment}", *TINY])
     assert run(cfg, tmp_path)["status"] == "ok"
 
