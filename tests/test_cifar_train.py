@@ -1,9 +1,6 @@
 """CIFAR-10 runs end to end on this CPU: tiny Myrtle/WRN through a `local` directory in the real
 pickle format, checkpoints that survive SIGKILL, bf16, the protocol presets, bad inputs."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
