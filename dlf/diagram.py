@@ -10,6 +10,8 @@ from typing import Iterable
 
 import numpy as np
 
+from dlf.outputs import seed_stats
+
 COLUMNS = ("A", "T", "n", "train_acc_mean", "train_acc_std", "val_acc_mean", "val_acc_std",
            "diverged_frac", "runs")
 
@@ -26,10 +28,8 @@ class Record:
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    v = np.asarray(values, np.float64)
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+    s = seed_stats(values)  # the same mean and sample std as a run's summary.json
+    return s["mean"], s["std"]
 
 
 def table(records: Iterable[Record]) -> list[dict]:

@@ -94,9 +94,9 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
     dtype = dtype_of(cfg)
     vmap_size = cfg.train.vmap_size or default_vmap_size()
 
-    def off(T: int) -> int:
-        o = config_lib.replace(cfg, schedule=dict(T=T)).off_step
-        return NEVER if o is None else o
+    offs = {T: config_lib.replace(cfg, schedule=dict(T=T)).off_step for T in {T for _, T in grid}}
+    off = {T: NEVER if o is None else o for T, o in offs.items()}  # validated once per period
+    seed_row = {s: i for i, s in enumerate(seeds)}
 
     with jax.enable_x64(cfg.precision == "float64"):
         program, model, tx, data, init = pieces(cfg)
@@ -111,11 +111,11 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
 
         def chunk(i: int):
             part = runs[i * size:(i + 1) * size]
-            idx = jnp.asarray([seeds.index(s) for _, _, s in part])
+            idx = jnp.asarray([seed_row[s] for _, _, s in part])
             states = jax.tree.map(lambda x: x[idx], seed_states)
             hp = Hyper(A=jnp.asarray([A for A, _, _ in part], dtype),
                        T=jnp.asarray([T for _, T, _ in part], jnp.int32),
-                       off_step=jnp.asarray([off(T) for _, T, _ in part], jnp.int32))
+                       off_step=jnp.asarray([off[T] for _, T, _ in part], jnp.int32))
             return len(part), _pad_runs(states, size), _pad_runs(hp, size)
 
         _, states0, hp0 = chunk(0)

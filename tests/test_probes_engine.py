@@ -69,6 +69,7 @@ def test_loss_trace_and_threshold_summary(tmp_path):
     assert {"mean", "std", "n", "n_onsets", "per_seed", "detector", "edge_of_stability"} <= set(t)
     assert [p["seed"] for p in t["per_seed"]] == [0, 1] and t["edge_of_stability"] == 2.0
     json.dumps(t, allow_nan=False)
+    assert (tmp_path / "probes.png").stat().st_size > 20_000  # the Fig. 4 panels of the first seed
 
 
 def test_probes_off_record_nothing(tmp_path):

@@ -30,8 +30,10 @@ def build(cfg, num_classes: int, precision: str = "float32"):
 def interface(model):
     """(init, apply) of the engine for a built model (see the module docstring)."""
     if isinstance(model, MLP):
+        from dlf.engine import plain_apply
+
         return (lambda m, key, x: (m.init(key, x)["params"], ()),
-                lambda params, model_state, x, train: (model.apply({"params": params}, x), model_state))
+                plain_apply(lambda params, x: model.apply({"params": params}, x)))
     return cifar.init, partial(_apply, model)
 
 
