@@ -1,11 +1,12 @@
-# dlf: `make run` trains the default experiment, `make test` runs the whole suite.
+# dlf: `make run` trains the default experiment, `make test` runs the whole suite, `make test-fast`
+# the quick tier (no CLI end-to-end runs).
 # Both create .venv from pyproject.toml on first use (Python >= 3.11 as $(PYTHON)).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test bench clean
+.PHONY: run test test-fast bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +17,14 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed  ## the default experiment (narrow spiral, 8 seeds); extra overrides: make run ARGS='schedule.A=20'
 	$(PY) -m dlf.train $(ARGS)
 
-test: $(VENV)/.installed  ## the whole suite: math, config and end-to-end tiers
+test: $(VENV)/.installed  ## the whole suite: math, config and end-to-end tiers (~15 min on 2 cores)
 	$(PY) -m pytest -q tests
+
+test-fast: $(VENV)/.installed  ## the quick tier: everything not marked slow (a few minutes on 2 cores)
+	$(PY) -m pytest -q -m "not slow" tests
+
+docs: $(VENV)/.installed  ## regenerate docs/config.md from the code
+	$(PY) -m dlf.config
 
 bench: $(VENV)/.installed  ## engine, grid, cache, probe and CIFAR benchmarks; rewrite BENCHMARKS.md (~15 min on CPU)
 	$(PY) benchmarks/engine.py

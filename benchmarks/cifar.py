@@ -26,9 +26,9 @@ def worker(precision: str, images: int, epochs: int, width: int) -> None:
     import numpy as np
 
     from dlf import config as config_lib
-    from dlf import models, optim
-    from dlf.engine import Data, Hyper, Program, init_states
-    from dlf.losses import LOSSES
+    from dlf import models
+    from dlf.core.engine import Data, Hyper, init_states
+    from dlf.drive.build import program_of
 
     cfg = config_lib.from_dict({"dataset": {"name": "cifar10", "classes": 10}, "precision": precision,
                                 "model": {"name": "myrtle", "depth": 5, "width": width},
@@ -41,11 +41,8 @@ def worker(precision: str, images: int, epochs: int, width: int) -> None:
     data = Data(x, y, x[:1000], y[:1000], jnp.full(3, 120.0), jnp.full(3, 64.0))
     spe = images // 512
     model = models.build(cfg.model, 10, precision)
-    init, apply = models.interface(model)
-    tx = optim.build(cfg.optimizer, spe, 700 * spe)
-    prog = Program(apply=apply, tx=tx, loss=LOSSES["cross_entropy"], num_classes=10, batch_size=512,
-                   steps_per_epoch=spe, compute_dtype=models.COMPUTE_DTYPES[precision])
-    states = init_states(model, tx, [0], prog.inputs(x[:1], data), init)
+    prog = program_of(cfg, model, images, np.asarray(y))  # the builder's program, on synthetic data
+    states = init_states(model, prog.tx, [0], prog.inputs(x[:1], data), lambda m, key, x: model.init(key, x))
     hp = Hyper(jnp.float32(50.0), jnp.int32(100), jnp.int32(600 * spe))
     one = jax.tree.map(lambda a: a[0], states)
     run = jax.jit(lambda s: jax.lax.scan(lambda s, _: (prog.epoch(s, hp, data), None), s, None, length=epochs)[0],

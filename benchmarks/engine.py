@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlf import config as config_lib
-from dlf.engine import fit
-from dlf.run import build
+from dlf.core.engine import fit
+from dlf.drive.build import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _md import cpu_name, write_section  # noqa: E402
@@ -39,7 +39,7 @@ def reference_loop(b, lr: float, steps: int) -> float:
         g = prog.gamma(t, hp, data.x_train.dtype)
 
         def objective(p):
-            logits = prog.apply(p, (), data.x_train, True)[0]
+            logits = prog.apply(p, {}, data.x_train, True)[0]
             F, ce = prog.loss(logits, data.y_train, g)
             return F, (ce, jnp.mean(jnp.argmax(logits, -1) == data.y_train))
 

@@ -27,7 +27,7 @@ SEEDS = 4
 def worker(width: int, steps: int) -> None:
     """One dlf.phase run of the reduced grid in this process; prints its summary as JSON."""
     from dlf import config as config_lib
-    from dlf.phase import run_phase
+    from dlf.drive.grid import run_phase
 
     cfg = config_lib.from_dict({"model": {"width": width}, "seeds": SEEDS, "grid": GRID,
                                 "schedule": {"off_last_periods": 1},
@@ -43,7 +43,7 @@ def fig3(no_write: bool) -> None:
     from _md import machine, write_section
 
     from dlf import config as config_lib
-    from dlf.phase import run_phase
+    from dlf.drive.grid import run_phase
 
     cfg = config_lib.from_dict({"model": {"width": 100}, "seeds": 50, "schedule": {"off_last_periods": 1},
                                 "grid": {"A": [1, 5, 10, 20, 30, 50, 70], "T": [50, 100, 200, 300, 500, 1000]},

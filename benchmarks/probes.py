@@ -25,7 +25,7 @@ from dlf import config as config_lib
 from dlf.probes import hessian_top, ntk_matrix, ntk_top
 from dlf.probes.lanczos import lanczos
 from dlf.probes.ntk import balanced_subset
-from dlf.run import build
+from dlf.drive.build import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _md import machine, write_section  # noqa: E402
@@ -59,7 +59,7 @@ def main(argv=None):
     state = jax.tree.map(lambda x: x[0], b.states)
     params = state.params
     g = prog.gamma(jnp.asarray(150), hp, data.x_train.dtype)
-    apply = lambda p, x: prog.apply(p, (), x, False)[0]  # noqa: E731 - the MLP as (params, x) -> logits
+    apply = lambda p, x: prog.apply(p, {}, x, False)[0]  # noqa: E731 - the MLP as (params, x) -> logits
     F = lambda p: prog.loss(apply(p, data.x_train), data.y_train, g)[0]  # noqa: E731
     key = jax.random.key(0)
     sub = data.x_train[balanced_subset(np.asarray(data.y_train), 50, 3)]
@@ -119,17 +119,16 @@ def main(argv=None):
 
 def fig4_overhead(steps: int) -> dict[int, float]:
     """Training steps/s of the Fig. 4 configuration with probes every 25 steps and without."""
-    from dlf.engine import Compiled
+    from dlf.core.engine import Compiled
 
     out = {}
     for every in (0, 25):
         cfg = config_lib.from_dict({"seeds": 1, "precision": "float64", "schedule": {"A": 70, "T": 5000},
                                     "train": {"steps": steps, "log_every": 1000},
-                                    "probes": {"every": every, "hessian": {"order": 10}}})
+                                    "probes": {"hessian": {"every": every, "order": 10}, "ntk": {"every": every}}})
         with jax.enable_x64(True):
             b = build(cfg)
-            c = Compiled(b.program, b.states, b.hp, b.data, steps, 1000,
-                         extra_bounds=tuple(range(every, steps, every)) if every else ())
+            c = Compiled(b.program, b.states, b.hp, b.data, steps, 1000)
             _, train_s = c(b.states, b.hp, b.data, lambda u, m: None)
         out[every] = steps / train_s
     return out

@@ -1,7 +1,6 @@
 """One-line messages for user errors raised while Hydra composes the config."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from typing import Callable
@@ -9,18 +8,12 @@ from typing import Callable
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
 from dlf.config import Config, ConfigError
+from dlf.core import typed
 
 
 def keys_of(path: str) -> list[str] | None:
     """Allowed keys of a config section ('' = top level, 'schedule', ...), or None if unknown."""
-    cls = Config
-    for part in [p for p in path.split(".") if p]:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        f = fields.get(part)
-        if f is None or f.default_factory is dataclasses.MISSING:
-            return None
-        cls = f.default_factory
-    return [f.name for f in dataclasses.fields(cls)]
+    return typed.keys_of(Config, path)
 
 
 def one_line(e: BaseException) -> str | None:
@@ -38,7 +31,9 @@ def one_line(e: BaseException) -> str | None:
             section, _, _ = full_key.rpartition(".")
             keys = keys_of(section)
             where = section or "the top level"
-            allowed = f"; keys of {where}: {', '.join(keys)}" if keys else ""
+            allowed = f"; keys of {where}: {', '.join(keys)}" if keys else (
+                f" (the keys of each {section}.name variant: docs/config.md)" if section in ("model", "dataset", "optimizer")
+                else "")
             return f"unknown key {full_key}{allowed}"
         return str(e).splitlines()[0]
     if type(e).__module__.startswith("submitit") and isinstance(e, RuntimeError):

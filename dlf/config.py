@@ -1,75 +1,41 @@
-"""Typed, validated run configuration built from the composed Hydra config."""
+"""The typed, validated run configuration built from the composed Hydra config. Groups with
+variants (model, dataset, optimizer) and the probes take their typed configs from the registries."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from dlf.core.losses import LOSSES
+from dlf.core.optim import OPTIMIZERS
+from dlf.core.schedule import SHAPES
+from dlf.core.typed import INT32_MAX, build, named_groups, setting, variant
+from dlf.data import DATASETS
+from dlf.errors import ConfigError
+from dlf.models import MODELS
+from dlf.probes.evaluators import PROBES
 
-class ConfigError(ValueError):
-    """A user error in the configuration; its message is one line naming the key."""
+__all__ = ["Config", "ConfigError", "from_dict", "from_hydra", "replace", "to_dict"]
 
-
-def _f(default: Any, *, low: float | None = None, gt: float | None = None, high: float | None = None,
-       choices: tuple[str, ...] | None = None, doc: str = "") -> Any:
-    """A dataclass field carrying its allowed range or choices (checked when built)."""
-    return field(default=default, metadata=dict(low=low, gt=gt, high=high, choices=choices, doc=doc))
-
-
-MAX_SEED = 2**31 - 1
+_f = setting
+MAX_SEED = INT32_MAX  # seeds travel as uint32 inside the compiled init
 
 
 def register_resolvers() -> None:
     """OmegaConf resolvers used in conf/: `${div:a,b}` = round(a / b) (Fig. 5: T = 5000/eta)."""
     from omegaconf import OmegaConf
 
-    OmegaConf.register_new_resolver("div", lambda a, b: round(float(a) / float(b)), replace=True)  # seeds travel as uint32 inside the compiled init
+    OmegaConf.register_new_resolver("div", lambda a, b: round(float(a) / float(b)), replace=True)
 
 
-@dataclass(frozen=True)
-class DatasetConfig:
-    name: str = _f("spiral", choices=("spiral", "cifar10"))
-    classes: int = _f(3, low=2, doc="number of classes (spiral: arms)")
-    per_class: int = _f(100, low=1, doc="spiral: points per arm, train and validation each")
-    noise: float = _f(0.2, low=0.0, doc="spiral: std of the angle noise (radians)")
-    turns: float = _f(2.0, gt=0.0, doc="spiral: angle 2*pi*j/C + 2*pi*turns*r")
-    train_seed: int = _f(0, low=0, doc="spiral: numpy seed of the training noise (authors' set: 0)")
-    val_seed: int = _f(1, low=0, doc="spiral: numpy seed of the validation radii and noise")
-    source: str = _f("local", choices=("local", "tfds"), doc="cifar10: where the images come from")
-    path: str | None = _f(None, doc="cifar10, source=local: a cifar-10-batches-py directory")
-    data_dir: str | None = _f(None, doc="cifar10, source=tfds: the tensorflow-datasets data_dir")
-    subset: int | None = _f(None, low=1, doc="cifar10: use the first N training (and test) images")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = _f("mlp", choices=("mlp", "myrtle", "wrn"))
-    width: int = _f(100, low=1, doc="mlp: hidden units; myrtle: channels")
-    init: str = _f("lecun", choices=("lecun", "glorot"), doc="mlp initialisation preset")
-    depth: int = _f(5, low=1, doc="myrtle: 5, 7 or 10; wrn: 6n+4 (16, 28, ...)")
-    widen: int = _f(4, low=1, doc="wrn: widening factor k")
-    parameterization: str = _f("standard", choices=("standard", "ntk"), doc="myrtle")
-    norm: str = _f("batch", choices=("batch", "none"), doc="wrn: batch norm or none")
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    name: str = _f("gd", choices=("gd", "sgd", "momentum", "nesterov", "adam"))
-    lr: float = _f(1.0, gt=0.0, doc="learning rate (the peak of a schedule)")
-    momentum: float = _f(0.9, low=0.0, doc="momentum, nesterov: beta")
-    b1: float = _f(0.9, low=0.0, doc="adam")
-    b2: float = _f(0.999, low=0.0, doc="adam")
-    lr_schedule: str = _f("constant", choices=("constant", "piecewise", "cosine"),
-                          doc="piecewise: 0 -> lr at warm-up end -> final_lr at the end")
-    warmup_epochs: float | None = _f(None, low=0.0, doc="warm-up length in epochs (epoch runs)")
-    warmup_steps: int | None = _f(None, low=0, doc="warm-up length in steps (wins over epochs)")
-    final_lr: float = _f(0.0, low=0.0, doc="learning rate at the last step (piecewise, cosine)")
+def choice(registry, default: str, doc: str = "") -> Any:
+    """A string field whose allowed values are the names in `registry` (checked when built)."""
+    return field(default=default, metadata=dict(choose=registry, doc=doc))
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    shape: str = _f("triangle", choices=("triangle", "cosine", "square", "static"))
+    shape: str = choice(SHAPES, "triangle", doc="g(t) of the emphasised class: " + ", ".join(SHAPES.names()))
     A: float = _f(10.0, low=1.0, doc="amplitude (1 = ordinary loss)")
     T: int = _f(100, low=2, doc="period in steps")
     off_last_periods: int = _f(0, low=0, doc="oscillations off for the last N periods")
@@ -85,27 +51,6 @@ class TrainConfig:
     eval_batch_size: int = _f(1000, low=1, doc="mini-batch runs: images per evaluation batch")
     log_every: int = _f(500, low=1, doc="steps (full batch) or epochs (mini-batch) between log points")
     vmap_size: int | None = _f(None, low=1, doc="runs vectorised together (null: auto by backend)")
-
-
-@dataclass(frozen=True)
-class HessianProbeConfig:
-    order: int = _f(20, low=1, doc="Lanczos order (full reorthogonalisation)")
-
-
-@dataclass(frozen=True)
-class NTKProbeConfig:
-    enabled: bool = _f(True, doc="probe the NTK too")
-    samples: int = _f(51, low=1, doc="points of the NTK sample set")
-    set: str = _f("balanced", choices=("balanced", "first"), doc="balanced: per class; first: the first N")
-    order: int = _f(20, low=1, doc="Lanczos order of the matrix-free NTK")
-    explicit_max: int = _f(60, low=0, doc="explicit J J^T + eigvalsh up to this many samples x outputs")
-
-
-@dataclass(frozen=True)
-class ProbesConfig:
-    every: int = _f(0, low=0, doc="steps between probes (0: off, no cost)")
-    hessian: HessianProbeConfig = field(default_factory=HessianProbeConfig)
-    ntk: NTKProbeConfig = field(default_factory=NTKProbeConfig)
 
 
 @dataclass(frozen=True)
@@ -137,18 +82,24 @@ class Config:
     seeds: int = _f(8, low=1, doc="number of seeds trained in one compiled program")
     precision: str = _f("float32", choices=("float32", "float64", "bfloat16"),
                         doc="bfloat16: convolutions/matmuls in bf16, params, optimizer and loss in f32")
-    loss: str = _f("cross_entropy", choices=("cross_entropy", "mse_sample", "mse_output"),
-                   doc="dynamical loss: CE, or MSE weighted per sample (by its class) or per output")
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    loss: str = choice(LOSSES, "cross_entropy",
+                       doc="dynamical loss: CE, or MSE weighted per sample (by its class) or per output")
+    dataset: Any = variant(DATASETS, "spiral", doc="dataset.name chooses the variant")
+    model: Any = variant(MODELS, "mlp", doc="model.name chooses the variant")
+    optimizer: Any = variant(OPTIMIZERS, "gd", doc="optimizer.name chooses the variant")
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    probes: ProbesConfig = field(default_factory=ProbesConfig)
+    probes: dict = named_groups(PROBES, doc="one group per registered probe, each with its own `every`")
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     compile_cache: str | None = _f(None, doc="JAX persistent compilation cache directory (null: off)")
+    plugins: tuple[str, ...] = _f((), doc="modules imported before validation (they register models, losses, ...)")
+
+    @property
+    def probing(self) -> bool:
+        """Any probe switched on (then per-step F is recorded too)."""
+        return any(p.every > 0 for p in self.probes.values())
 
     @property
     def epoch_run(self) -> bool:
@@ -182,87 +133,6 @@ class Config:
         return self.off_step_for(None)
 
 
-def _allowed(typ: str, meta: Mapping[str, Any]) -> str:
-    if meta.get("choices"):
-        return "one of: " + ", ".join(meta["choices"])
-    if typ.startswith("str"):
-        return "a string"
-    kind = "an integer" if typ.startswith("int") else "a number"
-    if meta.get("low") is not None and meta.get("high") is not None:
-        return f"{kind} in [{meta['low']:g}, {meta['high']:d}]"
-    if meta.get("low") is not None:
-        return f"{kind} >= {meta['low']:g}"
-    if meta.get("gt") is not None:
-        return f"{kind} > {meta['gt']:g}"
-    return kind
-
-
-def _leaf(key: str, value: Any, f: dataclasses.Field) -> Any:
-    """Convert and range-check one leaf, or raise a ConfigError naming the key."""
-    typ, meta = str(f.type), f.metadata
-    if typ.startswith("tuple["):
-        return _tuple_leaf(key, value, typ, meta)
-    allowed = _allowed(typ, meta)
-    bad = ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
-    if value is None:
-        if typ.endswith("| None"):
-            return None
-        raise bad
-    if typ == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r} is not allowed; expected true or false")
-        return value
-    if typ.startswith("str"):
-        if not isinstance(value, str) or (meta.get("choices") and value not in meta["choices"]):
-            raise bad
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise bad
-    if typ.startswith("int"):
-        if isinstance(value, float) and not value.is_integer():
-            raise bad
-        value = int(value)
-    else:
-        value = float(value)
-    if ((meta.get("low") is not None and value < meta["low"])
-            or (meta.get("gt") is not None and not value > meta["gt"])
-            or (meta.get("high") is not None and value > meta["high"])):
-        raise bad
-    return value
-
-
-def _tuple_leaf(key: str, value: Any, typ: str, meta: Mapping[str, Any]) -> tuple | None:
-    """A list of leaves of one type (`tuple[int, ...]`), each checked like a scalar."""
-    item_typ = typ[len("tuple["):typ.index(",")]
-    if value is None and typ.endswith("| None"):
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or (
-            meta.get("low") is not None and not value):
-        noun = "strings" if item_typ == "str" else f"{_allowed(item_typ, meta).replace('a number', 'numbers').replace('an integer', 'integers')}"
-        raise ConfigError(f"{key}={value!r} is not allowed; expected a list of {noun}")
-    item = dataclasses.field(metadata=meta)
-    item.type = item_typ
-    return tuple(_leaf(f"{key}[{i}]", v, item) for i, v in enumerate(value))
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = prefix.rstrip(".") or "the top level"
-        raise ConfigError(f"unknown key {prefix}{unknown[0]}; keys of {where}: {', '.join(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        f, key = fields[name], prefix + name
-        if f.default_factory is not dataclasses.MISSING:  # a nested group
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{key} must be a group of keys, got {value!r}")
-            kwargs[name] = _build(f.default_factory, value, key + ".")
-        else:
-            kwargs[name] = _leaf(key, value, f)
-    return cls(**kwargs)
-
-
 def _check_cross(cfg: Config) -> Config:
     if cfg.seed + cfg.seeds - 1 > MAX_SEED:
         raise ConfigError(f"seed + seeds - 1 = {cfg.seed + cfg.seeds - 1} is not allowed; expected <= {MAX_SEED}")
@@ -274,42 +144,93 @@ def _check_cross(cfg: Config) -> Config:
         if value is not None and not cfg.epoch_run:
             raise ConfigError(f"{key}={value} is not allowed in a full-batch run; use the step count "
                               "(schedule.off_from_step, optimizer.warmup_steps) or set train.batch_size and train.epochs")
-    if cfg.probes.every and cfg.epoch_run:
-        raise ConfigError(f"probes.every={cfg.probes.every} is not allowed in a mini-batch run; expected 0 "
-                          "(the probes measure the full-batch loss of full-batch runs)")
-    if cfg.precision == "bfloat16" and cfg.model.name == "mlp":
-        raise ConfigError("precision=bfloat16 is not allowed with model=mlp; expected float32 or float64")
-    if cfg.precision == "float64" and cfg.model.name != "mlp":
-        raise ConfigError(f"precision=float64 is not allowed with model.name={cfg.model.name}; expected float32 or bfloat16")
+    for name, p in cfg.probes.items():
+        if p.every and cfg.epoch_run:
+            raise ConfigError(f"probes.{name}.every={p.every} is not allowed in a mini-batch run; expected 0 "
+                              "(the probes measure the full-batch loss of full-batch runs)")
+    model, data = MODELS[cfg.model.name], DATASETS[cfg.dataset.name]
+    if cfg.precision not in model.precisions:
+        raise ConfigError(f"precision={cfg.precision} is not allowed with model.name={cfg.model.name}; "
+                          f"expected one of: {', '.join(model.precisions)}")
+    if model.inputs != data.inputs:
+        fits = [n for n in MODELS.names() if MODELS[n].inputs == data.inputs]
+        raise ConfigError(f"model.name={cfg.model.name} is not allowed with dataset.name={cfg.dataset.name} "
+                          f"({data.inputs} inputs); choose one of: {', '.join(fits)}")
     if s.shape == "static" and s.A != 1.0:
         raise ConfigError(f"schedule.A={s.A:g} is not allowed with schedule.shape=static; expected 1")
     return cfg
 
 
+def import_plugins(modules: Any) -> None:
+    """Import the `plugins` modules (they register models, losses, probes, ... on import)."""
+    import importlib
+
+    if modules is None:
+        return
+    if isinstance(modules, str) or not isinstance(modules, (list, tuple)):
+        raise ConfigError(f"plugins={modules!r} is not allowed; expected a list of module names")
+    for m in modules:
+        try:
+            importlib.import_module(str(m))
+        except ImportError as e:
+            raise ConfigError(f"plugins: cannot import {m!r} ({e}); expected an importable module "
+                              "(on PYTHONPATH)") from None
+
+
 def from_dict(data: Mapping[str, Any]) -> Config:
     """Build and validate a Config from a plain (resolved) mapping; missing keys take defaults."""
-    return _check_cross(_build(Config, data, ""))
+    import_plugins(data.get("plugins"))
+    return _check_cross(build(Config, data, ""))
 
 
 def from_hydra(cfg: Any) -> Config:
     """Convert a composed DictConfig (resolving interpolations) into a validated Config."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    data = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:  # an interpolation that cannot be resolved
+        key = getattr(e, "full_key", None) or "?"
+        raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
     data.pop("hydra", None)
     return from_dict(data)
 
 
 def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
     """Return cfg with some keys changed, e.g. replace(cfg, train=dict(steps=10), seeds=2)."""
-    data = dataclasses.asdict(cfg)
-    for k, v in sections.items():
-        if isinstance(v, Mapping):
-            data[k].update(v)
-        else:
-            data[k] = v
-    return from_dict(data)
+    def merge(old: Any, new: Any) -> Any:
+        if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+            return new
+        if "name" in new and new["name"] != old.get("name"):
+            return dict(new)  # another variant: its own keys only
+        return {**old, **{k: merge(old.get(k), v) for k, v in new.items()}}
+    return from_dict(merge(dataclasses.asdict(cfg), sections))
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain nested dicts (what summary.json and config.yaml hold)."""
     return dataclasses.asdict(cfg)
+
+
+def reference_table() -> str:
+    """The markdown table of every key (docs/config.md): defaults of the dataclasses, allowed
+    values and meaning; variant keys name their variants."""
+    from dlf.core.typed import markdown_table, reference
+
+    return markdown_table(reference(Config))
+
+
+def write_reference(path: str = "docs/config.md") -> None:
+    """Rewrite the table between the markers of docs/config.md (`python -m dlf.config`)."""
+    from pathlib import Path
+
+    p = Path(path)
+    text = p.read_text()
+    start, end = "<!-- config-table -->\n", "<!-- /config-table -->"
+    head, rest = text.split(start, 1)
+    p.write_text(head + start + reference_table() + "\n" + end + rest.split(end, 1)[1])
+
+
+if __name__ == "__main__":
+    write_reference()

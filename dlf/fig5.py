@@ -1,7 +1,7 @@
 """Fig. 5a, threshold against learning rate: `python -m dlf.fig5 <multirun dir> [-o out dir]`.
 
 Reads every job's summary.json below the directory, takes its pooled `threshold` (from
-dlf.probes.bifurcation.threshold_summary) and config (model.width, optimizer.name/lr/momentum),
+dlf.analysis.bifurcation.threshold_summary) and config (model.width, optimizer.name/lr/momentum),
 pools jobs with the same (width, optimizer, eta), fits log thr = a + b log eta per width and
 writes fig5.csv and fig5.png. Failed jobs and jobs without a threshold are listed and skipped.
 
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dlf import probe_plots
+from dlf.analysis.results import read_sweep
+from dlf.figures import probes as probe_plots
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,9 @@ def job_point(s: dict) -> Point | str:
 def collect(root: Path) -> tuple[list[Point], dict[str, str]]:
     """(one Point per usable job, {job: why} for the others) below `root`."""
     points, skipped = [], {}
-    for f in sorted(root.rglob("summary.json")):
-        job = f.parent.relative_to(root).as_posix()
-        try:
-            p = job_point(json.loads(f.read_text()))
-        except json.JSONDecodeError as e:
-            p = f"unreadable summary.json: {e}"
+    for run in read_sweep(root).runs:
+        job = run.path.relative_to(root).as_posix()
+        p = job_point(run.summary) if run.summary else f"no summary.json: {run.error}"
         if isinstance(p, str):
             skipped[job] = p
         else:
@@ -169,11 +166,11 @@ def baselines(root: Path, out: Path, pooled: list[Point]) -> Path | None:
     each; probes.npz), against the threshold measured at their learning rate (pooled over widths:
     the paper finds it independent of the width). None if the sweep has no A=1 run."""
     series, lrs = [], set()
-    for f in sorted(root.rglob("summary.json")):
-        s = json.loads(f.read_text())
-        if s.get("A") != 1 or s.get("status") not in ("ok", "diverged") or not (f.parent / "probes.npz").exists():
+    for run in read_sweep(root).runs:
+        s = run.summary
+        if run.A != 1 or not run.complete or not (run.path / "probes.npz").exists():
             continue
-        z = np.load(f.parent / "probes.npz")
+        z = np.load(run.path / "probes.npz")
         lr = float(s["config"]["optimizer"]["lr"])
         lrs.add(lr)
         series.append(dict(label=f"width {s['config']['model']['width']}, A=1, eta={lr:g}",

@@ -9,8 +9,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-PER_SEED_KEYS = ("loss", "ce", "train_acc", "val_acc", "val_ce")
-PROBE_KEYS = ("hessian_lambda_max", "ntk_lambda_max")  # per seed, in rows of runs with probes
+PER_SEED_KEYS = ("loss", "ce", "train_acc", "val_acc", "val_ce")  # the engine's metrics, per run
+_NOT_PER_RUN = ("diverged_step", "gamma", "loss_trace")
 
 
 def _num(x) -> float | None:
@@ -20,17 +20,18 @@ def _num(x) -> float | None:
 
 
 def metrics_row(step: int, metrics: dict[str, np.ndarray], epoch: int | None = None) -> dict[str, Any]:
-    """One metrics.jsonl row from host metrics of all runs (leading axis = run). Values of a run
-    that diverged before this step are null (its params were frozen at the last finite step).
-    Mini-batch runs also record the epoch."""
+    """One metrics.jsonl (or probes.jsonl) row from host outputs of all runs (leading axis = run):
+    every per-run value, whatever its name. Values of a run that diverged before this step are
+    null (its params were frozen at the last finite step). Mini-batch runs also record the epoch."""
     dead = (metrics["diverged_step"] >= 0) & (metrics["diverged_step"] < step)
     row: dict[str, Any] = {"step": int(step)}
     if epoch is not None:
         row["epoch"] = int(epoch)
-    row["gamma"] = [_num(g) for g in metrics["gamma"][0]]
-    for key in PER_SEED_KEYS + PROBE_KEYS:
-        if key in metrics:
-            row[key] = [None if d else _num(v) for v, d in zip(metrics[key], dead)]
+    if "gamma" in metrics:
+        row["gamma"] = [_num(g) for g in metrics["gamma"][0]]
+    for key, values in metrics.items():
+        if key not in _NOT_PER_RUN:
+            row[key] = [None if d else _num(v) for v, d in zip(values, dead)]
     return row
 
 

@@ -15,7 +15,7 @@ from dlf.cli_errors import run_app
 from dlf.outputs import write_json
 
 log = logging.getLogger("dlf")
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = "conf"  # dlf/conf, found inside the installed package
 config_lib.register_resolvers()
 
 
@@ -30,7 +30,7 @@ def app(cfg: DictConfig) -> str:
             raise config_lib.ConfigError("grid.A and grid.T are for phase diagrams (python -m dlf.phase); "
                                          "dlf.train takes schedule.A and schedule.T")
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        from dlf.run import run  # jax is imported only once the config is valid
+        from dlf.drive.run import run  # jax is imported only once the config is valid
 
         hc = HydraConfig.get()
         group = Path(hc.sweep.dir).as_posix().replace("/", "_") if hc.mode == RunMode.MULTIRUN else None

@@ -13,7 +13,7 @@ from dlf.devices import host_device_flag
 host_device_flag(2)  # the engine shards runs over 2 CPU devices here, as the CLI does on 2 cores
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "dlf" / "conf"
 
 
 def run_cli(*overrides: str, cwd: Path, timeout: float = 600, module: str = "dlf.train",
@@ -24,7 +24,12 @@ def run_cli(*overrides: str, cwd: Path, timeout: float = 600, module: str = "dlf
                           capture_output=True, text=True, timeout=timeout)
 
 
+# Overrides that make any spiral run take a fraction of a second (defined once for every tier).
+TINY = ["train.steps=6", "train.log_every=3", "seeds=2", "model.width=4"]
+TINY_CLI = ["train.steps=40", "train.log_every=10", "seeds=2", "model.width=8"]
+
+
 @pytest.fixture
 def tiny():
-    """Overrides that make any spiral run take a fraction of a second."""
-    return ["train.steps=40", "train.log_every=10", "seeds=2", "model.width=8"]
+    """TINY_CLI as a fresh list (a test may extend it)."""
+    return list(TINY_CLI)

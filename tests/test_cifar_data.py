@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlf.config import ConfigError
+from dlf.errors import ConfigError
 from dlf.data import cifar10
 from dlf.data.prepare_cifar10 import main as prepare_main, read_source
 

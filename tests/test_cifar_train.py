@@ -125,7 +125,7 @@ def test_myrtle5_is_the_papers_fig1_protocol(how):
     assert (cfg.train.batch_size, cfg.train.epochs) == (512, 700)
     spe = 50_000 // 512
     assert cfg.off_step_for(50_000) == 600 * spe and cfg.total_steps(50_000) == 700 * spe
-    from dlf.optim import lr_schedule
+    from dlf.core.optim import lr_schedule
     lr = lr_schedule(o, spe, 700 * spe)
     np.testing.assert_allclose([lr(0), lr(150 * spe), lr(300 * spe), lr(500 * spe), lr(700 * spe)],
                                [0.0, 0.01, 0.02, 0.011, 0.002], rtol=1e-6, atol=1e-9)
@@ -139,8 +139,8 @@ def test_myrtle5_is_the_papers_fig1_protocol(how):
 def test_optimizers_and_cosine_schedule():
     import optax
 
-    from dlf.optim import build, lr_schedule
-    base = config_lib.OptimizerConfig(lr=0.1, lr_schedule="cosine", warmup_steps=10, final_lr=0.0)
+    from dlf.core.optim import OPTIMIZERS, GDConfig, build, lr_schedule
+    base = GDConfig(lr=0.1, lr_schedule="cosine", warmup_steps=10, final_lr=0.0)
     lr = lr_schedule(base, 1, 110)
     np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(60), lr(110)],
                                [0.0, 0.05, 0.1, 0.05, 0.0], atol=1e-7)
@@ -148,7 +148,7 @@ def test_optimizers_and_cosine_schedule():
     grads = {"w": np.full(3, 0.5, np.float32)}
     for name, ref in (("momentum", optax.sgd(0.1, momentum=0.9)), ("nesterov", optax.sgd(0.1, momentum=0.9, nesterov=True)),
                       ("adam", optax.adam(0.1)), ("sgd", optax.sgd(0.1))):
-        tx = build(config_lib.OptimizerConfig(name=name, lr=0.1))
+        tx = build(OPTIMIZERS.config_of(name)(name=name, lr=0.1))
         s1, s2 = tx.init(params), ref.init(params)
         for _ in range(3):
             u1, s1 = tx.update(grads, s1, params)

@@ -5,11 +5,10 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, run_cli
+from conftest import CONF, TINY, run_cli
 from dlf import config as config_lib
-from dlf.run import run
+from dlf.drive.run import run
 
-TINY = ["train.steps=6", "train.log_every=3", "seeds=2", "model.width=4"]
 GROUPS = ("dataset", "model", "optimizer", "schedule", "logger")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -23,22 +22,12 @@ def compose_cfg(overrides, name="config"):
         return config_lib.from_hydra(compose(config_name=name, overrides=overrides))
 
 
-def _keys(cls, prefix=""):
-    import dataclasses
-    for f in dataclasses.fields(cls):
-        if f.default_factory is not dataclasses.MISSING:
-            yield from _keys(f.default_factory, f"{prefix}{f.name}.")
-        else:
-            yield prefix + f.name
-
-
-def test_readme_config_table_documents_every_key():
-    import re
-    text = (CONF.parent / "README.md").read_text()
-    text = text[text.index("| key | default | allowed | meaning |"):]
-    text = text[:text.index("\n\n")]
-    documented = set(re.findall(r"^\| `([a-z_]+(?:\.[a-zA-Z_0-9]+)*)` \| `", text, flags=re.M))
-    assert documented == set(_keys(config_lib.Config))
+def test_config_reference_is_generated_from_the_code():
+    text = (CONF.parents[1] / "docs" / "config.md").read_text()
+    assert config_lib.reference_table() in text, "docs/config.md is stale: run python -m dlf.config"
+    keys = {line.split("`")[1] for line in config_lib.reference_table().splitlines()[2:]}
+    assert {"model.width", "model.depth", "model.norm", "optimizer.momentum", "optimizer.b1",
+            "probes.hessian.every", "probes.ntk.samples", "dataset.subset", "grid.A"} <= keys
 
 
 def test_phase_config_is_the_train_config_plus_its_run_dir():
@@ -63,9 +52,9 @@ def cifar_dir(tmp_path_factory):
 
 def _image(option_overrides, cifar_dir):
     """Tiny overrides for options that train on CIFAR-10 images (epochs of mini-batches)."""
+    model = ["model.depth=10", "model.widen=1"] if "wrn" in option_overrides[0] else ["model.width=4"]
     return [f"dataset.path={cifar_dir}", "train.epochs=1", "train.batch_size=20", "train.log_every=1",
-            "seeds=2", "model.width=4", "model.depth=10" if "wrn" in option_overrides[0] else "model.depth=5",
-            "model.widen=1", "checkpoint.every_epochs=0", "compile_cache=null"]
+            "seeds=2", *model, "checkpoint.every_epochs=0", "compile_cache=null"]
 
 
 def _is_image(option: str) -> bool:
@@ -99,10 +88,11 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, cifar_dir):
     elif experiment == "fig4_dynamics":  # SPEC 2, Fig. 4
         assert (full.model.width, full.schedule.A, full.schedule.T, full.train.steps, full.precision) == (
             100, 70, 5000, 70000, "float64")
-        assert (full.probes.every, full.probes.hessian.order, full.seeds) == (25, 10, 1)
+        assert (full.probes["hessian"].every, full.probes["ntk"].every, full.probes["hessian"].order,
+                full.seeds) == (25, 25, 10, 1)
     else:  # fig5_threshold: T = 5000/eta, 70 000/eta steps
         scan = compose_cfg([f"experiment={experiment}", "optimizer.lr=0.5"])
-        assert (scan.schedule.T, scan.train.steps, scan.probes.every) == (10000, 140000, 25)
+        assert (scan.schedule.T, scan.train.steps, scan.probes["hessian"].every) == (10000, 140000, 25)
     cfg = compose_cfg([f"experiment={experiment}", *TINY])
     assert run(cfg, tmp_path)["status"] == "ok"
 

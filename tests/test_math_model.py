@@ -7,11 +7,11 @@ import pytest
 
 from dlf import config as config_lib
 from dlf.data import spiral
-from dlf.engine import Data, Hyper, Program, fit, init_states, plain_apply
-from dlf.losses import dynamical_cross_entropy
-from dlf.models import MLP
-from dlf.run import build
-from dlf.schedule import NEVER
+from dlf.core.engine import Data, Hyper, Program, fit, init_states, plain_apply
+from dlf.core.losses import dynamical_cross_entropy
+from dlf.models.mlp import MLP
+from dlf.drive.build import build
+from dlf.core.schedule import NEVER
 
 
 def np_weighted_ce(logits, labels, g):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlf.schedule import NEVER, gamma
+from dlf.core.schedule import NEVER, gamma
 
 
 def hand_gamma(t, A, T, C, off=None):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlf.models import cifar
+from dlf.models import MODELS, Adapter
 from dlf.models.mlp import MLP
 from dlf.models.myrtle import CONVS_PER_STAGE, W_STD, Myrtle, Myrtle5
 from dlf.models.wrn import WRN_PRESETS, WideResNet
@@ -20,6 +20,16 @@ X = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))  # tiny images: XLA convs
 KEY = jax.random.key(0, impl="rbg")
 # Compiling is what costs here, so init/apply are jitted once per model and input shape, and checks
 # of shapes, dtypes and program structure run abstractly (eval_shape, make_jaxpr).
+def _adapter(model) -> Adapter:
+    """The engine's adapter of a built module (the registered spec of its family)."""
+    return Adapter(model, MODELS["wrn" if isinstance(model, WideResNet) else "myrtle"])
+
+
+class cifar:  # noqa: N801 - the adapter's init/apply with the module as first argument
+    init = staticmethod(lambda model, key, x: _adapter(model).init(key, x))
+    apply = staticmethod(lambda model, p, s, x, train: _adapter(model).apply(p, s, x, train))
+
+
 init = jax.jit(cifar.init, static_argnums=0)
 apply = jax.jit(cifar.apply, static_argnums=(0, 4))
 

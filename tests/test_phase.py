@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from dlf import diagram
+from dlf.analysis import phase_table as diagram
 from dlf.phase import list_args
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dlf import fig5 as f5
-from dlf.probe_plots import envelope, fig4, fig5b, step_diff, zoom_window
-from dlf.probes.bifurcation import episodes
+from dlf.figures.probes import envelope, fig4, fig5b, step_diff, zoom_window
+from dlf.analysis.bifurcation import episodes
 from conftest import run_cli
 
 

@@ -1,5 +1,6 @@
-"""Probes inside the compiled engine: the values in metrics.jsonl against exact spectra of the
-final state, the per-step F trace against the metrics rows, probes off = nothing recorded."""
+"""Probes inside the compiled engine: the values in probes.jsonl against exact spectra of the
+final state, each probe on its own cadence, the per-step F trace against the metrics rows,
+probes off = nothing recorded."""
 import json
 
 import jax
@@ -9,25 +10,30 @@ import pytest
 
 from dlf import config as config_lib
 from dlf.outputs import read_jsonl
-from dlf.run import build, run
+from dlf.drive.build import build
+from dlf.drive.run import run
 
 pytestmark = pytest.mark.slow
 
 
-def _cfg(**probes):
+def _cfg(ntk=None, every=10):
     # width 8: 2*8 + 8 + 8*3 + 3 = 51 parameters, so Lanczos of order 51 is exact
     return config_lib.from_dict({
         "seeds": 2, "precision": "float64", "model": {"width": 8}, "dataset": {"per_class": 20},
         "schedule": {"A": 20, "T": 30}, "train": {"steps": 70, "log_every": 35},
-        "probes": {"every": 10, "hessian": {"order": 51}, **probes}, "compile_cache": None})
+        "probes": {"hessian": {"every": every, "order": 51}, "ntk": {"every": every, **(ntk or {})}},
+        "compile_cache": None})
+
+
+OFF = {"hessian": {"every": 0}, "ntk": {"every": 0}}
 
 
 def _final_state(cfg, out):
     """Retrain without probes (same seeds, same steps): the probes do not change training."""
-    off = config_lib.replace(cfg, probes={"every": 0})
+    off = config_lib.replace(cfg, probes=OFF)
     with jax.enable_x64(True):
         b = build(off)
-        from dlf.engine import fit
+        from dlf.core.engine import fit
         states, _ = fit(b.program, b.states, b.hp, b.data, cfg.train.steps, cfg.train.steps, lambda s, m: None)
     return b, states
 
@@ -36,12 +42,13 @@ def _final_state(cfg, out):
 def test_probe_values_equal_exact_spectra_of_the_final_state(tmp_path, explicit_max):
     cfg = _cfg(ntk={"samples": 15, "order": 45, "explicit_max": explicit_max})
     run(cfg, tmp_path)
-    rows = read_jsonl(tmp_path / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [0, 10, 20, 30, 35, 40, 50, 60, 70]
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [0, 35, 70]  # the log cadence
+    rows = read_jsonl(tmp_path / "probes.jsonl")
+    assert [r["step"] for r in rows] == [0, 10, 20, 30, 40, 50, 60, 70]  # the probes' cadence
     last = rows[-1]
     b, states = _final_state(cfg, tmp_path)
-    from dlf.probes.during import ntk_indices
-    idx = ntk_indices(cfg, np.asarray(b.data.y_train), 3)
+    from dlf.probes.evaluators import ntk_indices
+    idx = ntk_indices(cfg.probes["ntk"], np.asarray(b.data.y_train), 3)
     assert len(idx) == 15 and np.bincount(np.asarray(b.data.y_train)[idx]).tolist() == [5, 5, 5]
     with jax.enable_x64(True):
         for r in range(2):
@@ -50,7 +57,7 @@ def test_probe_values_equal_exact_spectra_of_the_final_state(tmp_path, explicit_
             flat, unravel = jax.flatten_util.ravel_pytree(state.params)
             H = jax.hessian(lambda w: F(unravel(w))[0])(flat)
             assert last["hessian_lambda_max"][r] == pytest.approx(float(np.linalg.eigvalsh(np.asarray(H))[-1]), rel=1e-8)
-            J = jax.jacfwd(lambda w: b.program.apply(unravel(w), (), b.data.x_train[idx], False)[0].reshape(-1))(flat)
+            J = jax.jacfwd(lambda w: b.program.apply(unravel(w), {}, b.data.x_train[idx], False)[0].reshape(-1))(flat)
             ntk = np.asarray(J @ J.T)
             assert last["ntk_lambda_max"][r] == pytest.approx(float(np.linalg.eigvalsh(ntk)[-1]), rel=1e-8)
 
@@ -59,23 +66,35 @@ def test_loss_trace_and_threshold_summary(tmp_path):
     cfg = _cfg(ntk={"samples": 15})
     s = run(cfg, tmp_path)
     rows = read_jsonl(tmp_path / "metrics.jsonl")
+    probe_rows = read_jsonl(tmp_path / "probes.jsonl")
     z = np.load(tmp_path / "probes.npz")
-    assert z["F"].shape == (2, 70) and z["probe_steps"].tolist() == [0, 10, 20, 30, 35, 40, 50, 60, 70]
+    assert z["F"].shape == (2, 70) and z["probe_steps"].tolist() == [0, 10, 20, 30, 40, 50, 60, 70]
     # F(t) recorded inside the scan, before step t, equals the row's F at step t
     for r in rows[:-1]:
         np.testing.assert_allclose(z["F"][:, r["step"]], r["loss"], rtol=1e-12)
-    np.testing.assert_allclose(z["hessian_lambda_max"], np.array([r["hessian_lambda_max"] for r in rows]).T)
+    np.testing.assert_allclose(z["hessian_lambda_max"], np.array([r["hessian_lambda_max"] for r in probe_rows]).T)
     t = s["threshold"]
     assert {"mean", "std", "n", "n_onsets", "per_seed", "detector", "edge_of_stability"} <= set(t)
     assert [p["seed"] for p in t["per_seed"]] == [0, 1] and t["edge_of_stability"] == 2.0
     json.dumps(t, allow_nan=False)
-    assert (tmp_path / "probes.png").stat().st_size > 20_000  # the Fig. 4 panels of the first seed
+    assert (tmp_path / "probes.png").exists()  # the Fig. 4 panels of the first seed (content: test_probe_plots)
+
+
+def test_each_probe_has_its_own_cadence(tmp_path):
+    cfg = config_lib.replace(_cfg(ntk={"samples": 15}), probes={"hessian": {"every": 20}, "ntk": {"every": 35}})
+    run(cfg, tmp_path)
+    rows = read_jsonl(tmp_path / "probes.jsonl")
+    assert [r["step"] for r in rows] == [0, 20, 35, 40, 60, 70]
+    has = {r["step"]: {k for k in r if k.endswith("lambda_max")} for r in rows}
+    assert has[20] == has[40] == has[60] == {"hessian_lambda_max"} and has[35] == {"ntk_lambda_max"}
+    assert has[0] == has[70] == {"hessian_lambda_max", "ntk_lambda_max"}
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [0, 35, 70]
 
 
 def test_probes_off_record_nothing(tmp_path):
-    cfg = config_lib.replace(_cfg(), probes={"every": 0})
+    cfg = config_lib.replace(_cfg(), probes=OFF)
     s = run(cfg, tmp_path)
-    assert "threshold" not in s and not (tmp_path / "probes.npz").exists()
+    assert "threshold" not in s and not (tmp_path / "probes.npz").exists() and not (tmp_path / "probes.jsonl").exists()
     assert all("hessian_lambda_max" not in r for r in read_jsonl(tmp_path / "metrics.jsonl"))
     with jax.enable_x64(True):
         b = build(cfg)
@@ -88,5 +107,5 @@ def test_probes_off_record_nothing(tmp_path):
 def test_dynamical_mse_runs_with_probes(tmp_path, loss):
     cfg = config_lib.replace(_cfg(ntk={"samples": 15}), loss=loss, optimizer={"lr": 0.1})
     s = run(cfg, tmp_path)
-    assert s["status"] == "ok" and np.isfinite(read_jsonl(tmp_path / "metrics.jsonl")[-1]["hessian_lambda_max"]).all()
+    assert s["status"] == "ok" and np.isfinite(read_jsonl(tmp_path / "probes.jsonl")[-1]["hessian_lambda_max"]).all()
     assert jnp.isfinite(s["final"]["loss"]["mean"])

@@ -98,6 +98,7 @@ def test_sweep_with_failing_job_basic_launcher(tmp_path, tiny):
     assert "dlf: error: schedule.A=0.5 is not allowed" in p.stdout
 
 
+@pytest.mark.slurm
 def test_sweep_with_failing_job_through_slurm(tmp_path, tiny):
     partition = _slurm_partition()
     submitit_dir = tmp_path / "sweep" / ".submitit"

@@ -20,7 +20,7 @@ import yaml
 from conftest import run_cli
 from dlf import config as config_lib
 from dlf.outputs import read_jsonl
-from dlf.wandb_records import RecordError, metrics_rows, offline_run_file, read_run
+from wandb_records import RecordError, metrics_rows, offline_run_file, read_run
 
 pytest.importorskip("wandb")
 slow = pytest.mark.slow  # the CLI tests; the in-process ones below take milliseconds
@@ -226,7 +226,7 @@ class FakeRun:
 
 
 def _mirror(monkeypatch, tmp_path, init):
-    from dlf.wandb_log import WandbMirror
+    from dlf.tracking.wandb_mirror import WandbMirror
 
     fake = types.SimpleNamespace(setup=lambda settings=None: None, Settings=lambda **kw: kw,
                                  init=init, Image=lambda path: ("image", path))
@@ -270,7 +270,7 @@ def test_failing_init_warns_once_and_never_raises(monkeypatch, tmp_path, caplog)
 # --- the reader and the key layout, without wandb ------------------------------------------
 
 def test_key_layout_round_trips_seed_numbers_and_nulls():
-    from dlf.wandb_log import history_item
+    from dlf.tracking.wandb_mirror import history_item
 
     seeds = list(range(8, 12))  # seed_9 < seed_10 numerically, not as strings
     row = {"step": 30, "gamma": [0.25, 2.5, 0.25], "loss": [1.0, None, 0.5, 2.0],
@@ -287,7 +287,7 @@ def test_key_layout_round_trips_seed_numbers_and_nulls():
 
 
 def test_reader_rejects_corrupt_files(tmp_path):
-    from dlf.wandb_records import iter_payloads
+    from wandb_records import iter_payloads
 
     with pytest.raises(RecordError, match="header"):
         list(iter_payloads(b"not a run file"))

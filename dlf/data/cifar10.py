@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlf.config import ConfigError
+from dlf.errors import ConfigError
 from dlf.data.spiral import Split
 
 SOURCES = ("tfds", "local")
@@ -152,3 +152,8 @@ def _ordered(source, prefix: str, subset: int | None) -> Split:
                   for i in keep])
     y = np.array([records[i]["label"] for i in keep], dtype=np.int32)
     return Split(x, y)
+
+
+def load_config(cfg) -> tuple[Split, Split]:
+    """The registered loader (dlf.data.DATASETS["cifar10"])."""
+    return load(cfg.source, cfg.path, cfg.data_dir, cfg.subset)

@@ -1,41 +1,104 @@
-"""Models chosen by `model.name`, behind one engine interface:
-init(model, key, x) -> (params, model_state), apply(params, model_state, x, train) -> (logits, model_state)."""
+"""Models by `model.name` (the MODELS registry), behind one engine interface:
+init(key, x) -> (params, model_state), apply(params, model_state, x, train) -> (logits, model_state)."""
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import jax.numpy as jnp
 
-from dlf.models import cifar
-from dlf.models.mlp import MLP
-from dlf.models.myrtle import Myrtle
-from dlf.models.wrn import WideResNet
+from dlf.core.registry import Registry, lazy
+from dlf.core.typed import setting
+from dlf.errors import ConfigError
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16}
 
 
-def build(cfg, num_classes: int, precision: str = "float32"):
-    """A Flax module for a ModelConfig; `precision` sets the compute dtype of the conv nets."""
-    dtype = COMPUTE_DTYPES[precision]
-    if cfg.name == "mlp":
-        return MLP(width=cfg.width, num_classes=num_classes, init_scheme=cfg.init)
-    if cfg.name == "myrtle":
-        return Myrtle(depth=cfg.depth, width=cfg.width, num_classes=num_classes,
-                      parameterization=cfg.parameterization, dtype=dtype)
-    if cfg.name == "wrn":
-        return WideResNet(depth=cfg.depth, widen=cfg.widen, num_classes=num_classes, norm=cfg.norm, dtype=dtype)
-    raise ValueError(f"model.name={cfg.name!r} is not allowed; choose one of: mlp, myrtle, wrn")
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build a model and what it needs. `build(cfg, num_classes, dtype)` returns a Flax
+    module; `inputs` is the kind of data it takes (`vector` or `image`, matched against the
+    dataset's); `stateful` models carry non-trained variables (batch-norm statistics) and take a
+    `train` flag; `precisions` are the allowed `precision` values; `describe(cfg)` is a short
+    label for figure titles."""
+    build: Callable[[Any, int, Any], Any]
+    inputs: str = "vector"
+    stateful: bool = False
+    precisions: tuple[str, ...] = ("float32", "float64")
+    describe: Callable[[Any], str] = lambda cfg: cfg.name
 
 
-def interface(model):
-    """(init, apply) of the engine for a built model (see the module docstring)."""
-    if isinstance(model, MLP):
-        from dlf.engine import plain_apply
-
-        return (lambda m, key, x: (m.init(key, x)["params"], ()),
-                plain_apply(lambda params, x: model.apply({"params": params}, x)))
-    return cifar.init, partial(_apply, model)
+MODELS: Registry[ModelSpec] = Registry("model.name")
 
 
-def _apply(model, params, model_state, x, train):
-    return cifar.apply(model, params, model_state or {}, x, train)
+@dataclass(frozen=True)
+class MLPConfig:
+    name: str = setting("mlp")
+    width: int = setting(100, low=1, doc="hidden units")
+    init: str = setting("lecun", choices=("lecun", "glorot"),
+                        doc="lecun: W ~ N(0, 1/fan_in), b = 0; glorot: glorot-normal W, b ~ N(0, 0.01^2)")
+
+
+@dataclass(frozen=True)
+class MyrtleConfig:
+    name: str = setting("myrtle")
+    depth: int = setting(5, low=5, high=10, doc="5, 7 or 10 (conv blocks 1/1/1, 2/2/2, 3/3/3)")
+    width: int = setting(64, low=1, doc="channels")
+    parameterization: str = setting("standard", choices=("standard", "ntk"))
+
+    def __post_init__(self):
+        if self.depth not in (5, 7, 10):
+            raise ConfigError(f"model.depth={self.depth} is not allowed; expected one of: 5, 7, 10")
+
+
+@dataclass(frozen=True)
+class WRNConfig:
+    name: str = setting("wrn")
+    depth: int = setting(28, low=10, doc="6n+4 (16, 28, ...)")
+    widen: int = setting(10, low=1, doc="widening factor k")
+    norm: str = setting("batch", choices=("batch", "none"), doc="batch norm or none")
+
+    def __post_init__(self):
+        if (self.depth - 4) % 6:
+            raise ConfigError(f"model.depth={self.depth} is not allowed; expected 6n+4 (10, 16, 22, 28, ...)")
+
+
+MODELS.register("mlp", ModelSpec(lazy("dlf.models.mlp:build"), describe=lambda c: f"width {c.width}"),
+                config=MLPConfig)
+MODELS.register("myrtle", ModelSpec(lazy("dlf.models.myrtle:build"), inputs="image",
+                                    precisions=("float32", "bfloat16"),
+                                    describe=lambda c: f"myrtle{c.depth} width {c.width}"), config=MyrtleConfig)
+MODELS.register("wrn", ModelSpec(lazy("dlf.models.wrn:build"), inputs="image", stateful=True,
+                                 precisions=("float32", "bfloat16"),
+                                 describe=lambda c: f"wrn{c.depth}-{c.widen}"), config=WRNConfig)
+
+
+class Adapter:
+    """The engine's view of any registered model: init and apply with a model state ({} when
+    the model has none; batch statistics are used and updated only when `train`)."""
+
+    def __init__(self, module, spec: ModelSpec):
+        self.module, self.spec = module, spec
+
+    def _mode(self, train: bool) -> dict:
+        return {"train": train} if self.spec.stateful else {}
+
+    def init(self, key, x_example) -> tuple[Any, dict]:
+        variables = dict(self.module.init(key, x_example, **self._mode(False)))
+        params = variables.pop("params")
+        return params, variables
+
+    def apply(self, params, model_state: dict, x, train: bool):
+        """(logits in at least float32, new model_state)."""
+        variables = {"params": params, **model_state}
+        if train and model_state:
+            logits, new_state = self.module.apply(variables, x, **self._mode(True), mutable=list(model_state))
+        else:
+            logits, new_state = self.module.apply(variables, x, **self._mode(train)), model_state
+        return logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), new_state
+
+
+def build(cfg, num_classes: int, precision: str = "float32") -> Adapter:
+    """The engine adapter of a model config; `precision` sets the compute dtype."""
+    spec = MODELS[cfg.name]
+    return Adapter(spec.build(cfg, num_classes, COMPUTE_DTYPES[precision]), spec)

@@ -26,3 +26,8 @@ class MLP(nn.Module):
                              param_dtype=x_BxD.dtype)(x_BxD))
         return nn.Dense(self.num_classes, kernel_init=w_init, bias_init=b_init, dtype=x_BxD.dtype,
                         param_dtype=x_BxD.dtype)(h)
+
+
+def build(cfg, num_classes: int, dtype=None) -> MLP:
+    """The registered constructor (dlf.models.MODELS["mlp"]); the data's dtype sets the compute dtype."""
+    return MLP(width=cfg.width, num_classes=num_classes, init_scheme=cfg.init)

@@ -67,3 +67,9 @@ class Myrtle(nn.Module):
 Myrtle5 = functools.partial(Myrtle, depth=5)
 Myrtle7 = functools.partial(Myrtle, depth=7)
 Myrtle10 = functools.partial(Myrtle, depth=10)
+
+
+def build(cfg, num_classes: int, dtype=jnp.float32) -> Myrtle:
+    """The registered constructor (dlf.models.MODELS["myrtle"])."""
+    return Myrtle(depth=cfg.depth, width=cfg.width, num_classes=num_classes,
+                  parameterization=cfg.parameterization, dtype=dtype)

@@ -80,3 +80,8 @@ class WideResNet(nn.Module):
         # flax's default readout init: truncated LeCun normal, zero bias
         logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=pdtype)(h)
         return logits.astype(pdtype)
+
+
+def build(cfg, num_classes: int, dtype=jnp.float32) -> WideResNet:
+    """The registered constructor (dlf.models.MODELS["wrn"])."""
+    return WideResNet(depth=cfg.depth, widen=cfg.widen, num_classes=num_classes, norm=cfg.norm, dtype=dtype)

@@ -1,0 +1,61 @@
+"""One-line messages for user errors raised while Hydra composes the config."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+from dlf.config import Config, ConfigError
+from dlf.core import typed
+
+
+def keys_of(path: str) -> list[str] | None:
+    """Allowed keys of a config section ('' = top level, 'schedule', ...), or None if unknown."""
+    return typed.keys_of(Config, path)
+
+
+def one_line(e: BaseException) -> str | None:
+    """The one-line message for a user error, or None for anything else (a bug keeps its traceback)."""
+    if isinstance(e, ConfigError):
+        return str(e)
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options is not None:
+        group, _, option = e.missing_cfg_file.rpartition("/")
+        return f"{group}={option} is not an option; choose one of: {', '.join(sorted(e.options))}"
+    if isinstance(e, OverrideParseException):
+        return f"cannot parse override: {str(e).splitlines()[0]} (syntax: key=value, group=option)"
+    if isinstance(e, ConfigCompositionException):
+        full_key = getattr(e.__cause__, "full_key", None)
+        if full_key:
+            section, _, _ = full_key.rpartition(".")
+            keys = keys_of(section)
+            where = section or "the top level"
+            allowed = f"; keys of {where}: {', '.join(keys)}" if keys else ""
+            return f"unknown key {full_key}{allowed}"
+        return str(e).splitlines()[0]
+    if type(e).__module__.startswith("submitit") and isinstance(e, RuntimeError):
+        # a SLURM job that was rejected, killed or failed outside Python: say which and where its
+        # log is; the other jobs' outputs are in the sweep dir (python -m dlf.aggregate <dir>)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if type(e).__name__ == "FailedSubmissionError" or first.startswith("sbatch:"):
+            return f"SLURM rejected the sweep: {first} (check hydra.launcher.* against the partition)"
+        return f"SLURM: {first} (see the job's .submitit log in the sweep dir)"
+    return None
+
+
+def run_app(app: Callable[[], object]) -> None:
+    """Run a @hydra.main app from the command line: CPU cores become XLA devices, and user errors
+    (composition, validation, SLURM) print as one `dlf: error: ...` line with exit code 2."""
+    from dlf.devices import host_device_flag
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, to print them as one line
+    host_device_flag()  # CPU cores as XLA devices: runs are sharded over them
+    try:
+        app()
+    except Exception as e:  # noqa: BLE001 - user errors become one line, bugs keep their traceback
+        msg = one_line(e)
+        if msg is None:
+            raise
+        print(f"dlf: error: {msg}", file=sys.stderr)
+        sys.exit(2)

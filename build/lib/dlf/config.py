@@ -1,0 +1,236 @@
+"""The typed, validated run configuration built from the composed Hydra config. Groups with
+variants (model, dataset, optimizer) and the probes take their typed configs from the registries."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from dlf.core.losses import LOSSES
+from dlf.core.optim import OPTIMIZERS
+from dlf.core.schedule import SHAPES
+from dlf.core.typed import INT32_MAX, build, named_groups, setting, variant
+from dlf.data import DATASETS
+from dlf.errors import ConfigError
+from dlf.models import MODELS
+from dlf.probes.evaluators import PROBES
+
+__all__ = ["Config", "ConfigError", "from_dict", "from_hydra", "replace", "to_dict"]
+
+_f = setting
+MAX_SEED = INT32_MAX  # seeds travel as uint32 inside the compiled init
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers used in conf/: `${div:a,b}` = round(a / b) (Fig. 5: T = 5000/eta)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("div", lambda a, b: round(float(a) / float(b)), replace=True)
+
+
+def choice(registry, default: str, doc: str = "") -> Any:
+    """A string field whose allowed values are the names in `registry` (checked when built)."""
+    return field(default=default, metadata=dict(choose=registry, doc=doc))
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    shape: str = choice(SHAPES, "triangle", doc="g(t) of the emphasised class: " + ", ".join(SHAPES.names()))
+    A: float = _f(10.0, low=1.0, doc="amplitude (1 = ordinary loss)")
+    T: int = _f(100, low=2, doc="period in steps")
+    off_last_periods: int = _f(0, low=0, doc="oscillations off for the last N periods")
+    off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on (wins)")
+    off_from_epoch: float | None = _f(None, low=0.0, doc="oscillations off from this epoch on (epoch runs)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = _f(35_000, low=1, doc="full-batch runs: minimisation steps")
+    epochs: int | None = _f(None, low=1, doc="mini-batch runs: epochs (set together with batch_size)")
+    batch_size: int | None = _f(None, low=1, doc="mini-batch size; null = full batch (steps)")
+    eval_batch_size: int = _f(1000, low=1, doc="mini-batch runs: images per evaluation batch")
+    log_every: int = _f(500, low=1, doc="steps (full batch) or epochs (mini-batch) between log points")
+    vmap_size: int | None = _f(None, low=1, doc="runs vectorised together (null: auto by backend)")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_epochs: int = _f(0, low=0, doc="mini-batch runs: orbax checkpoint every N epochs (0: off)")
+    keep: int = _f(2, low=1, doc="checkpoints kept (the newest)")
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    name: str = _f("none", choices=("none", "wandb"), doc="none = local files only")
+    mode: str = _f("online", choices=("online", "offline", "disabled"), doc="wandb mode")
+    project: str = _f("dlf", doc="W&B project")
+    entity: str | None = _f(None, doc="W&B entity (team or user); null = your default")
+    group: str | None = _f(None, doc="W&B group; null = the sweep directory (multirun) or none")
+    tags: tuple[str, ...] = _f((), doc="extra W&B tags (A, T and seed are always added)")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    A: tuple[float, ...] | None = _f(None, low=1.0, doc="amplitudes of a phase diagram (null: schedule.A)")
+    T: tuple[int, ...] | None = _f(None, low=2, doc="periods of a phase diagram (null: schedule.T)")
+    chunk_runs: int | None = _f(None, low=1, doc="runs per compiled program call (null: from memory)")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = _f(0, low=0, high=MAX_SEED, doc="first seed; seeds seed..seed+seeds-1 are trained")
+    seeds: int = _f(8, low=1, doc="number of seeds trained in one compiled program")
+    precision: str = _f("float32", choices=("float32", "float64", "bfloat16"),
+                        doc="bfloat16: convolutions/matmuls in bf16, params, optimizer and loss in f32")
+    loss: str = choice(LOSSES, "cross_entropy",
+                       doc="dynamical loss: CE, or MSE weighted per sample (by its class) or per output")
+    dataset: Any = variant(DATASETS, "spiral", doc="dataset.name chooses the variant")
+    model: Any = variant(MODELS, "mlp", doc="model.name chooses the variant")
+    optimizer: Any = variant(OPTIMIZERS, "gd", doc="optimizer.name chooses the variant")
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probes: dict = named_groups(PROBES, doc="one group per registered probe, each with its own `every`")
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    compile_cache: str | None = _f(None, doc="JAX persistent compilation cache directory (null: off)")
+    plugins: tuple[str, ...] = _f((), doc="modules imported before validation (they register models, losses, ...)")
+
+    @property
+    def probing(self) -> bool:
+        """Any probe switched on (then per-step F is recorded too)."""
+        return any(p.every > 0 for p in self.probes.values())
+
+    @property
+    def epoch_run(self) -> bool:
+        """Mini-batch training counted in epochs (train.batch_size set), else full-batch steps."""
+        return self.train.batch_size is not None
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Mini-batch steps per epoch: the last incomplete batch of each permutation is dropped."""
+        return n_train // self.train.batch_size if self.epoch_run else 1
+
+    def total_steps(self, n_train: int | None = None) -> int:
+        if self.epoch_run:
+            return self.train.epochs * self.steps_per_epoch(n_train)
+        return self.train.steps
+
+    def off_step_for(self, n_train: int | None = None) -> int | None:
+        """First step with oscillations off (Gamma = 1), or None if they never stop. Precedence:
+        `schedule.off_from_step`, then `off_from_epoch` (epoch runs), then `off_last_periods`."""
+        s = self.schedule
+        if s.off_from_step is not None:
+            return s.off_from_step
+        if s.off_from_epoch is not None:
+            return round(s.off_from_epoch * self.steps_per_epoch(n_train))
+        if s.off_last_periods > 0:
+            return max(0, self.total_steps(n_train) - s.off_last_periods * s.T)
+        return None
+
+    @property
+    def off_step(self) -> int | None:
+        """off_step_for() of a full-batch run."""
+        return self.off_step_for(None)
+
+
+def _check_cross(cfg: Config) -> Config:
+    if cfg.seed + cfg.seeds - 1 > MAX_SEED:
+        raise ConfigError(f"seed + seeds - 1 = {cfg.seed + cfg.seeds - 1} is not allowed; expected <= {MAX_SEED}")
+    s, t, o = cfg.schedule, cfg.train, cfg.optimizer
+    if (t.batch_size is None) != (t.epochs is None):
+        raise ConfigError(f"train.batch_size={t.batch_size} with train.epochs={t.epochs} is not allowed; "
+                          "set both (mini-batch, epochs) or neither (full batch, train.steps)")
+    for key, value in (("schedule.off_from_epoch", s.off_from_epoch), ("optimizer.warmup_epochs", o.warmup_epochs)):
+        if value is not None and not cfg.epoch_run:
+            raise ConfigError(f"{key}={value} is not allowed in a full-batch run; use the step count "
+                              "(schedule.off_from_step, optimizer.warmup_steps) or set train.batch_size and train.epochs")
+    for name, p in cfg.probes.items():
+        if p.every and cfg.epoch_run:
+            raise ConfigError(f"probes.{name}.every={p.every} is not allowed in a mini-batch run; expected 0 "
+                              "(the probes measure the full-batch loss of full-batch runs)")
+    model, data = MODELS[cfg.model.name], DATASETS[cfg.dataset.name]
+    if cfg.precision not in model.precisions:
+        raise ConfigError(f"precision={cfg.precision} is not allowed with model.name={cfg.model.name}; "
+                          f"expected one of: {', '.join(model.precisions)}")
+    if model.inputs != data.inputs:
+        fits = [n for n in MODELS.names() if MODELS[n].inputs == data.inputs]
+        raise ConfigError(f"model.name={cfg.model.name} is not allowed with dataset.name={cfg.dataset.name} "
+                          f"({data.inputs} inputs); choose one of: {', '.join(fits)}")
+    if s.shape == "static" and s.A != 1.0:
+        raise ConfigError(f"schedule.A={s.A:g} is not allowed with schedule.shape=static; expected 1")
+    return cfg
+
+
+def import_plugins(modules: Any) -> None:
+    """Import the `plugins` modules (they register models, losses, probes, ... on import)."""
+    import importlib
+
+    if modules is None:
+        return
+    if isinstance(modules, str) or not isinstance(modules, (list, tuple)):
+        raise ConfigError(f"plugins={modules!r} is not allowed; expected a list of module names")
+    for m in modules:
+        try:
+            importlib.import_module(str(m))
+        except ImportError as e:
+            raise ConfigError(f"plugins: cannot import {m!r} ({e}); expected an importable module "
+                              "(on PYTHONPATH)") from None
+
+
+def from_dict(data: Mapping[str, Any]) -> Config:
+    """Build and validate a Config from a plain (resolved) mapping; missing keys take defaults."""
+    import_plugins(data.get("plugins"))
+    return _check_cross(build(Config, data, ""))
+
+
+def from_hydra(cfg: Any) -> Config:
+    """Convert a composed DictConfig (resolving interpolations) into a validated Config."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:  # an interpolation that cannot be resolved
+        key = getattr(e, "full_key", None) or "?"
+        raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
+    data.pop("hydra", None)
+    return from_dict(data)
+
+
+def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """Return cfg with some keys changed, e.g. replace(cfg, train=dict(steps=10), seeds=2)."""
+    def merge(old: Any, new: Any) -> Any:
+        if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+            return new
+        if "name" in new and new["name"] != old.get("name"):
+            return dict(new)  # another variant: its own keys only
+        return {**old, **{k: merge(old.get(k), v) for k, v in new.items()}}
+    return from_dict(merge(dataclasses.asdict(cfg), sections))
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain nested dicts (what summary.json and config.yaml hold)."""
+    return dataclasses.asdict(cfg)
+
+
+def reference_table() -> str:
+    """The markdown table of every key (docs/config.md): defaults of the dataclasses, allowed
+    values and meaning; variant keys name their variants."""
+    from dlf.core.typed import markdown_table, reference
+
+    return markdown_table(reference(Config))
+
+
+def write_reference(path: str = "docs/config.md") -> None:
+    """Rewrite the table between the markers of docs/config.md (`python -m dlf.config`)."""
+    from pathlib import Path
+
+    p = Path(path)
+    text = p.read_text()
+    start, end = "<!-- config-table -->\n", "<!-- /config-table -->"
+    head, rest = text.split(start, 1)
+    p.write_text(head + start + reference_table() + "\n" + end + rest.split(end, 1)[1])
+
+
+if __name__ == "__main__":
+    write_reference()

@@ -1,0 +1,343 @@
+"""The compiled training engine: pure steps over a state pytree, scanned in chunks, vmapped over runs."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from dlf.core.schedule import gamma
+
+STREAMS = ("init", "data", "probe")  # named key streams split once from each run's root seed
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32: minimisation steps taken so far (across epochs)
+    diverged_step: jax.Array  # int32: step at which F or the params turned non-finite; -1 if never
+    model_state: Any = ()  # non-trained variables (batch-norm statistics); () if none
+    key: Any = ()  # the run's `data` stream: epoch permutations of mini-batch runs
+    probe_key: Any = ()  # the run's `probe` stream: Lanczos start vectors (folded with the step)
+
+
+class Hyper(NamedTuple):
+    """Traced per-run hyper-parameters: one compiled program serves every value."""
+    A: jax.Array
+    T: jax.Array
+    off_step: jax.Array
+
+
+class Data(NamedTuple):
+    x_train: jax.Array
+    y_train: jax.Array
+    x_val: jax.Array
+    y_val: jax.Array
+    mean: Any = ()  # per-channel mean and std of uint8 images (standardised in the step), or ()
+    std: Any = ()
+
+
+def streams(seed: int) -> dict[str, jax.Array]:
+    """The named key streams of one run, split once from its root seed (STYLE 10)."""
+    return dict(zip(STREAMS, jax.random.split(jax.random.key(seed), len(STREAMS))))
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _select(pred, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+def plain_apply(apply: Callable[[Any, jax.Array], jax.Array]) -> Callable:
+    """(params, x) -> logits as the engine's (params, model_state, x, train) -> (logits, model_state)."""
+    return lambda params, model_state, x, train: (apply(params, x), model_state)
+
+
+@dataclass(frozen=True)
+class Program:
+    """The static parts of a training program; its methods are pure functions of one run.
+
+    Full batch (batch_size None): a chunk is `n` steps on the whole training set. Mini-batch: a
+    chunk is `n` epochs; each epoch draws a permutation of the training set from the run's key
+    (folded with the epoch) and takes steps_per_epoch batches of batch_size (the rest dropped)."""
+    apply: Callable  # (params, model_state, x, train) -> (logits_BxC, model_state)
+    tx: optax.GradientTransformation
+    loss: Callable  # (logits_BxC, labels_B, gamma_C) -> (F, ce)
+    num_classes: int
+    shape: str = "triangle"
+    batch_size: int | None = None
+    steps_per_epoch: int = 1
+    eval_batch: int = 1000
+    compute_dtype: Any = None  # inputs cast to this before the model (None: the data's dtype)
+    probes: tuple = ()  # dlf.probes.evaluators.Probe: name, cadence `every`, evaluate(program, state, hp, data, key)
+    probe_slots: tuple[int, ...] = ()  # each probe's index into the split of its per-step probe keys
+    trace_loss: bool = False  # full batch: a chunk also returns F(t) of each of its steps
+
+    def gamma(self, step, hp: Hyper, dtype=jnp.float32):
+        return gamma(step, hp.A, hp.T, self.num_classes, self.shape, hp.off_step, dtype)
+
+    def inputs(self, x, data: Data):
+        """Model inputs: uint8 images standardised per channel; anything else as it is."""
+        if x.dtype == jnp.uint8:
+            x = (x.astype(jnp.float32) - data.mean) / data.std
+        return x if self.compute_dtype is None else x.astype(self.compute_dtype)
+
+    def loss_dtype(self, data: Data):
+        return jnp.float32 if data.x_train.dtype == jnp.uint8 else data.x_train.dtype
+
+    def train_step(self, state: TrainState, hp: Hyper, data: Data, idx=None) -> TrainState:
+        """One step on F(t), on the whole training set or on the batch `idx`. A run whose F or
+        new params are non-finite is frozen."""
+        return self.step_with_loss(state, hp, data, idx)[0]
+
+    def objective(self, state: TrainState, hp: Hyper, x, y, data: Data):
+        """params -> (F(t) on (x, y), new model state): the loss actually being minimised."""
+        g = self.gamma(state.step, hp, self.loss_dtype(data))
+
+        def F(params):
+            logits, model_state = self.apply(params, state.model_state, x, True)
+            return self.loss(logits, y, g)[0], model_state
+        return F
+
+    def step_with_loss(self, state: TrainState, hp: Hyper, data: Data, idx=None):
+        """(new state, F(t) before the step)."""
+        x, y = data.x_train, data.y_train
+        if idx is not None:
+            x, y = x[idx], y[idx]
+        x = self.inputs(x, data)
+        (F, model_state), grads = jax.value_and_grad(self.objective(state, hp, x, y, data), has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        alive = state.diverged_step < 0
+        finite = jnp.isfinite(F) & _all_finite(params)
+        keep = alive & finite
+        return state._replace(
+            params=_select(keep, params, state.params),
+            opt_state=_select(keep, opt_state, state.opt_state),
+            model_state=_select(keep, model_state, state.model_state),
+            step=state.step + 1,
+            diverged_step=jnp.where(alive & ~finite, state.step, state.diverged_step),
+        ), F
+
+    def _predict(self, state: TrainState, x, data: Data):
+        """Eval-mode logits over x, in batches of eval_batch for mini-batch programs."""
+        fwd = lambda xb: self.apply(state.params, state.model_state, self.inputs(xb, data), False)[0]  # noqa: E731
+        n = x.shape[0]
+        if self.batch_size is None or n <= self.eval_batch:
+            return fwd(x)
+        nb = -(-n // self.eval_batch)
+        pad = jnp.concatenate([x, jnp.zeros((nb * self.eval_batch - n, *x.shape[1:]), x.dtype)])
+        out = jax.lax.map(fwd, pad.reshape(nb, self.eval_batch, *x.shape[1:]))
+        return out.reshape(nb * self.eval_batch, -1)[:n]
+
+    def evaluate(self, state: TrainState, hp: Hyper, data: Data) -> dict[str, jax.Array]:
+        """Metrics at the current step: F(t) and plain CE on the training set, accuracies,
+        validation CE, Gamma(t)."""
+        g = self.gamma(state.step, hp, self.loss_dtype(data))
+        logits = self._predict(state, data.x_train, data)
+        F, ce = self.loss(logits, data.y_train, g)
+        val_logits = self._predict(state, data.x_val, data)
+        _, val_ce = self.loss(val_logits, data.y_val, jnp.ones_like(g))
+        out = dict(
+            loss=F,
+            ce=ce,
+            train_acc=jnp.mean(jnp.argmax(logits, -1) == data.y_train),
+            val_acc=jnp.mean(jnp.argmax(val_logits, -1) == data.y_val),
+            val_ce=val_ce,
+            gamma=g,
+            diverged_step=state.diverged_step,
+        )
+        return out
+
+    def outputs(self, state: TrainState, hp: Hyper, data: Data, what: tuple[str, ...]) -> dict[str, jax.Array]:
+        """What is due at a chunk end: the metrics ("metrics" in what) and the values of the probes
+        named in `what`; diverged_step always (a dead run's values are nulled on the host)."""
+        out = self.evaluate(state, hp, data) if "metrics" in what else {"diverged_step": state.diverged_step}
+        due = [(p, slot) for p, slot in zip(self.probes, self.probe_slots) if p.name in what]
+        if due:
+            keys = jax.random.split(jax.random.fold_in(state.probe_key, state.step), max(2, 1 + max(self.probe_slots)))
+            for p, slot in due:
+                out.update(p.evaluate(self, state, hp, data, keys[slot]))
+        return out
+
+    def epoch(self, state: TrainState, hp: Hyper, data: Data) -> TrainState:
+        """One epoch of mini-batch steps over a fresh permutation of the training set."""
+        n_used = self.steps_per_epoch * self.batch_size
+        e = state.step // self.steps_per_epoch
+        perm = jax.random.permutation(jax.random.fold_in(state.key, e), data.x_train.shape[0])
+        batches = perm[:n_used].reshape(self.steps_per_epoch, self.batch_size)
+        state, _ = jax.lax.scan(lambda s, idx: (self.train_step(s, hp, data, idx), None), state, batches)
+        return state
+
+    def chunk(self, state: TrainState, hp: Hyper, data: Data, n_steps: int, what: tuple[str, ...] = ("metrics",)):
+        """n_steps training steps (mini-batch: n_steps epochs) in one lax.scan, then the outputs
+        due (`outputs`; with `loss_trace`, F(t) of every step of the chunk, when trace_loss)."""
+        if self.batch_size is None and self.trace_loss:
+            state, trace = jax.lax.scan(lambda s, _: self.step_with_loss(s, hp, data), state, None, length=n_steps)
+            return state, {**self.outputs(state, hp, data, what), "loss_trace": trace}
+        body = self.train_step if self.batch_size is None else self.epoch
+        state, _ = jax.lax.scan(lambda s, _: (body(s, hp, data), None), state, None, length=n_steps)
+        return state, self.outputs(state, hp, data, what)
+
+
+def init_states(model, tx: optax.GradientTransformation, seeds: list[int], x_example,
+                init: Callable | None = None) -> TrainState:
+    """Stacked initial states of the given seeds (leading axis = run); params (and model state)
+    from each seed's `init` stream, the data key from its `data` stream. `init(model, key, x)`
+    returns (params, model_state); default: flax `model.init` with no model state."""
+    def one(seed):
+        keys = streams(seed)
+        if init is None:
+            params, model_state = model.init(keys["init"], x_example)["params"], ()
+        else:
+            params, model_state = init(model, keys["init"], x_example)
+        return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), -jnp.ones((), jnp.int32),
+                          model_state, keys["data"], keys["probe"])
+
+    return jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32))
+
+
+@dataclass
+class Timing:
+    compile_s: float
+    train_s: float
+
+
+def over_runs(fn: Callable, n_runs: int, vmap_size: int | None, hp_axis: int | None) -> Callable:
+    """Lift fn(state, hp, data) of one run to stacked runs: vmap `vmap_size` runs at a time and
+    loop over the groups with lax.map inside the same program (vmap_size None or >= n_runs: one
+    vmap). Measured on a 2-core CPU, vmapping MLP runs is ~2x slower per run-step than looping;
+    on a GPU vmap wins (BENCHMARKS.md)."""
+    if vmap_size is None or vmap_size >= n_runs:
+        return jax.vmap(fn, in_axes=(0, hp_axis, None))
+    if hp_axis is None:
+        return lambda states, hp, data: jax.lax.map(lambda s: fn(s, hp, data), states, batch_size=vmap_size)
+    return lambda states, hp, data: jax.lax.map(lambda sh: fn(*sh, data), (states, hp), batch_size=vmap_size)
+
+
+def default_vmap_size() -> int | None:
+    """Runs vectorised together: all of them on accelerators, one at a time on CPU (measured)."""
+    return 1 if jax.default_backend() == "cpu" else None
+
+
+def pad_runs(tree, n: int):
+    """Append copies of the last run so that the run axis has length n."""
+    def pad(x):
+        extra = n - x.shape[0]
+        return x if extra == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)])
+    return jax.tree.map(pad, tree)
+
+
+class Compiled:
+    """A training program compiled once for `n_runs` stacked runs of one shape, callable on any
+    states/hyper-parameters of that shape (a phase diagram reuses it for every chunk of its grid).
+    Runs are sharded over the local devices (padded to a multiple of their number), and within a
+    device lifted by `over_runs`. `steps` and `log_every` count chunk units: steps of a
+    full-batch program, epochs of a mini-batch one. Chunks end at every log point, at every
+    probe's cadence and at `extra_bounds` (checkpoints); each returns what is due there."""
+
+    def __init__(self, program: Program, states: TrainState, hp: Hyper, data: Data, steps: int,
+                 log_every: int, hp_axis: int | None = None, vmap_size: int | None = None,
+                 devices: list | None = None, extra_bounds: tuple[int, ...] = ()):
+        self.n_runs = states.step.shape[0]
+        devices = list(devices or jax.local_devices())[:self.n_runs]
+        self.n_dev = len(devices)
+        self.n_padded = -(-self.n_runs // self.n_dev) * self.n_dev
+        self.hp_axis, self.steps, self.log_every = hp_axis, steps, log_every
+        self.probes = tuple((p.name, p.every) for p in program.probes)
+        probe_bounds = {b for _, every in self.probes for b in range(every, steps, every)}
+        self.bounds = sorted({*range(log_every, steps, log_every), *probe_bounds,
+                              *(b for b in extra_bounds if 0 < b < steps), steps})
+        mesh = Mesh(np.array(devices), ("runs",))
+        self.runs_sharding = NamedSharding(mesh, P("runs"))
+        self.replicated = NamedSharding(mesh, P())
+        hp_spec = P("runs") if hp_axis == 0 else P()
+        specs = (P("runs"), hp_spec, P())
+
+        def lift(fn, out_specs):
+            local = over_runs(fn, self.n_padded // self.n_dev, vmap_size, hp_axis)
+            return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False)
+
+        self._lift = lift
+        self._program = program
+        t0 = time.perf_counter()
+        self._args = self._place(states, hp, data)
+        self._evals: dict[tuple, Any] = {}
+        self.runners: dict[tuple, Any] = {}
+        self._evaluator(self.due(0))
+        for a, b in zip([0, *self.bounds], self.bounds):
+            self._runner(b - a, self.due(b))
+        self.compile_s = time.perf_counter() - t0
+
+    def due(self, unit: int) -> tuple[str, ...]:
+        """What is computed at chunk end `unit`: "metrics" at log points (and the start and end),
+        and the probes whose cadence divides it."""
+        what = ("metrics",) if unit % self.log_every == 0 or unit in (0, self.steps) else ()
+        return what + tuple(name for name, every in self.probes if unit % every == 0)
+
+    def _evaluator(self, what: tuple[str, ...]):
+        if what not in self._evals:
+            fn = partial(self._program.outputs, what=what)
+            self._evals[what] = jax.jit(self._lift(fn, P("runs"))).lower(*self._args).compile()
+        return self._evals[what]
+
+    def _runner(self, n: int, what: tuple[str, ...]):
+        """The compiled chunk of n units ending with `what` (compiled on first use: a resumed run
+        may need a new length)."""
+        if (n, what) not in self.runners:
+            fn = partial(self._program.chunk, n_steps=n, what=what)
+            self.runners[n, what] = jax.jit(self._lift(fn, (P("runs"), P("runs"))),
+                                            donate_argnums=0).lower(*self._args).compile()
+        return self.runners[n, what]
+
+    def _place(self, states, hp, data):
+        states = jax.device_put(pad_runs(states, self.n_padded), self.runs_sharding)
+        if self.hp_axis == 0:
+            hp = jax.device_put(pad_runs(hp, self.n_padded), self.runs_sharding)
+        else:
+            hp = jax.device_put(hp, self.replicated)
+        return states, hp, jax.device_put(data, self.replicated)
+
+    def __call__(self, states: TrainState, hp: Hyper, data: Data,
+                 on_metrics: Callable[[int, dict], None], start: int = 0,
+                 after_chunk: Callable[[int, TrainState], None] | None = None) -> tuple[TrainState, float]:
+        """Train from unit `start` (a resumed run) to the end; call on_metrics(unit, host_outputs)
+        at `start` and at every chunk end, and after_chunk(unit, states) right after each chunk
+        (for checkpoints; it syncs). Host reads of outputs happen one chunk behind the device (the
+        next chunk is dispatched first), so the device never waits on the host. Returns the final
+        states and the training wall time."""
+        n = self.n_runs
+        cut = lambda tree: jax.tree.map(lambda x: x[:n], tree)  # noqa: E731 - drop padding runs
+        t1 = time.perf_counter()
+        states, hp, data = self._place(states, hp, data)
+        pending = (start, self._evaluator(self.due(start))(states, hp, data))
+        unit = start
+        for end in (b for b in self.bounds if b > start):
+            states, out = self._runner(end - unit, self.due(end))(states, hp, data)
+            unit = end
+            on_metrics(pending[0], cut(jax.device_get(pending[1])))  # host sync, previous chunk
+            pending = (unit, out)
+            if after_chunk is not None:
+                after_chunk(unit, cut(states))
+        on_metrics(pending[0], cut(jax.device_get(pending[1])))
+        states = jax.block_until_ready(cut(states))
+        return states, time.perf_counter() - t1
+
+
+def fit(program: Program, states: TrainState, hp: Hyper, data: Data, steps: int, log_every: int,
+        on_metrics: Callable[[int, dict], None], hp_axis: int | None = None,
+        vmap_size: int | None = None, devices: list | None = None):
+    """Compile and train `states` (leading axis = run) for `steps` steps, calling
+    on_metrics(step, host_metrics) at step 0 and after every chunk of `log_every` steps."""
+    compiled = Compiled(program, states, hp, data, steps, log_every, hp_axis, vmap_size, devices)
+    states, train_s = compiled(states, hp, data, on_metrics)
+    return states, Timing(compile_s=compiled.compile_s, train_s=train_s)

@@ -1,0 +1,144 @@
+"""The one builder: config -> program, data, initial states and per-run hyper-parameters. Used by
+dlf.train (one config, its seeds), dlf.phase (a grid of (A, T, seed) runs) and the benchmarks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dlf import data as datasets
+from dlf import models
+from dlf.config import Config
+from dlf.core import optim
+from dlf.core.engine import Data, Hyper, Program, TrainState, init_states
+from dlf.core.losses import LOSSES
+from dlf.core.schedule import NEVER
+from dlf.errors import ConfigError
+from dlf.probes import evaluators
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained run: its schedule point and seed."""
+    A: float
+    T: int
+    seed: int
+
+
+@dataclass
+class Built:
+    program: Program
+    data: Data
+    model: models.Adapter
+    states: TrainState  # stacked initial states, one per run
+    hp: Hyper  # per-run (hp_axis 0) when the runs differ in (A, T), else scalars (hp_axis None)
+    hp_axis: int | None
+    runs: list[Run]
+    n_train: int
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+
+def dtype_of(cfg: Config):
+    """dtype of vector data, parameters and Gamma (image data stay uint8 on the device)."""
+    return jnp.float64 if cfg.precision == "float64" else jnp.float32
+
+
+def load_data(cfg: Config) -> tuple[Data, np.ndarray]:
+    """The dataset on the device as a Data tuple, and the training labels on the host."""
+    train, val = datasets.build(cfg.dataset)
+    labels = np.concatenate([train.y, val.y])
+    if labels.size and (labels.min() < 0 or labels.max() >= cfg.dataset.classes):
+        raise ConfigError(f"dataset.classes={cfg.dataset.classes} is not allowed; the labels run from "
+                          f"{labels.min()} to {labels.max()}")
+    if train.x.dtype == np.uint8:  # images: standardised per channel inside the step
+        from dlf.data.cifar10 import channel_stats
+
+        mean, std = channel_stats(train.x)
+        data = Data(jnp.asarray(train.x), jnp.asarray(train.y, jnp.int32), jnp.asarray(val.x),
+                    jnp.asarray(val.y, jnp.int32), jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32))
+    else:
+        dtype = dtype_of(cfg)
+        data = Data(jnp.asarray(train.x, dtype), jnp.asarray(train.y, jnp.int32),
+                    jnp.asarray(val.x, dtype), jnp.asarray(val.y, jnp.int32))
+    return data, np.asarray(train.y)
+
+
+def program_of(cfg: Config, model: models.Adapter, n_train: int, y_train: np.ndarray) -> Program:
+    """The static training program of a config (model, optimizer, loss, probes, batching)."""
+    C = cfg.dataset.classes
+    if cfg.epoch_run and cfg.train.batch_size > n_train:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not allowed; expected <= {n_train}, "
+                          "the number of training examples")
+    probes = evaluators.build(cfg.probes, evaluators.ProbeContext(y_train, C))
+    slots = tuple(evaluators.PROBES.names().index(p.name) for p in probes)
+    spe, total = cfg.steps_per_epoch(n_train), cfg.total_steps(n_train)
+    return Program(apply=model.apply, tx=optim.build(cfg.optimizer, spe, total), loss=LOSSES[cfg.loss],
+                   num_classes=C, probes=probes, probe_slots=slots, trace_loss=bool(probes),
+                   shape=cfg.schedule.shape, batch_size=cfg.train.batch_size, steps_per_epoch=spe,
+                   eval_batch=cfg.train.eval_batch_size,
+                   compute_dtype=models.COMPUTE_DTYPES[cfg.precision] if model.spec.inputs == "image" else None)
+
+
+def off_steps(cfg: Config, Ts, n_train: int) -> dict[int, int]:
+    """The first step with oscillations off for each period T (NEVER if they never stop)."""
+    from dlf import config as config_lib
+
+    out = {}
+    for T in sorted(set(Ts)):
+        off = config_lib.replace(cfg, schedule=dict(T=T)).off_step_for(n_train) if T != cfg.schedule.T \
+            else cfg.off_step_for(n_train)
+        out[T] = NEVER if off is None else off
+    return out
+
+
+def build(cfg: Config, points: list[tuple[float, int]] | None = None) -> Built:
+    """Everything a run needs. Without `points`: cfg's seeds at (schedule.A, schedule.T) with scalar
+    hyper-parameters. With `points`: every (A, T) x seed, point-major, with per-run hyper-parameters
+    (the same initial states at every point). Call inside `jax.enable_x64(cfg.precision == "float64")`."""
+    data, y_train = load_data(cfg)
+    n_train = int(data.x_train.shape[0])
+    model = models.build(cfg.model, cfg.dataset.classes, cfg.precision)
+    program = program_of(cfg, model, n_train, y_train)
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    x_example = program.inputs(data.x_train[:1], data)
+    seed_states = init_states(model, program.tx, seeds, x_example, lambda m, key, x: model.init(key, x))
+    dtype = program.loss_dtype(data)
+    if points is None:
+        off = off_steps(cfg, [cfg.schedule.T], n_train)[cfg.schedule.T]
+        hp = Hyper(A=jnp.asarray(cfg.schedule.A, dtype), T=jnp.asarray(cfg.schedule.T, jnp.int32),
+                   off_step=jnp.asarray(off, jnp.int32))
+        runs = [Run(cfg.schedule.A, cfg.schedule.T, s) for s in seeds]
+        return Built(program, data, model, seed_states, hp, None, runs, n_train)
+    runs = [Run(float(A), int(T), s) for A, T in points for s in seeds]
+    off = off_steps(cfg, [T for _, T in points], n_train)
+    hp = Hyper(A=jnp.asarray([r.A for r in runs], dtype), T=jnp.asarray([r.T for r in runs], jnp.int32),
+               off_step=jnp.asarray([off[r.T] for r in runs], jnp.int32))
+    idx = jnp.asarray([i for _ in points for i in range(len(seeds))])
+    states = jax.tree.map(lambda x: x[idx], seed_states)
+    return Built(program, data, model, states, hp, 0, runs, n_train)
+
+
+def take(tree: Any, start: int, stop: int) -> Any:
+    """Runs start..stop-1 of a stacked tree (states or per-run hyper-parameters)."""
+    return jax.tree.map(lambda x: x[start:stop], tree)
+
+
+def bytes_per_run(built: Built, dtype) -> int:
+    """A rough upper bound of one full-batch run's device memory: parameters, gradients and
+    optimizer state (6 copies), and activations of every layer over the training and validation
+    sets (4 copies: forward, backward, evaluation), from the model's intermediates."""
+    params = jax.tree.map(lambda x: x[0], built.states.params)
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    x = built.program.inputs(built.data.x_train[:1], built.data)
+    _, inter = jax.eval_shape(lambda p: built.model.module.apply({"params": p, **jax.tree.map(lambda s: s[0], built.states.model_state)},
+                                                                 x, capture_intermediates=True,
+                                                                 **built.model._mode(False)), params)
+    per_example = sum(v.size for v in jax.tree.leaves(inter))
+    n = built.data.x_train.shape[0] + built.data.x_val.shape[0]
+    return jnp.dtype(dtype).itemsize * (6 * n_params + 4 * n * per_example)

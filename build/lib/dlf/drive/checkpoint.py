@@ -1,0 +1,68 @@
+"""Orbax checkpoints of a run's stacked train states, in `<run dir>/checkpoints/<epoch>/`.
+
+A rerun of the same command (same run dir) resumes from the newest checkpoint; the run is
+deterministic (epoch permutations are keyed by the epoch), so its final metrics equal those of an
+uninterrupted run. The config of the run that wrote the checkpoints is kept beside them and must
+match."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from dlf.errors import ConfigError
+from dlf.core.engine import TrainState
+
+# keys that may differ between the run that wrote a checkpoint and the one that resumes from it
+_FREE = ("logger", "compile_cache", "checkpoint", "grid")
+
+
+def _plain(states: TrainState) -> TrainState:
+    """The states with the PRNG keys as raw key data (what orbax can store)."""
+    return states._replace(key=jax.random.key_data(states.key), probe_key=jax.random.key_data(states.probe_key))
+
+
+def _saveable(states: TrainState) -> dict[str, np.ndarray]:
+    """The leaves of the states, by position: the tree structure comes from the restoring run."""
+    return {f"{i:05d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(jax.device_get(_plain(states))))}
+
+
+class Checkpoints:
+    def __init__(self, directory: Path, keep: int, config: dict[str, Any]):
+        import orbax.checkpoint as ocp
+
+        self.dir = Path(directory).resolve()
+        self._ocp = ocp
+        self.manager = ocp.CheckpointManager(self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep))
+        self.config = {k: v for k, v in config.items() if k not in _FREE}
+        meta = self.dir / "config.json"
+        if self.latest() is not None and meta.exists():
+            old = json.loads(meta.read_text())
+            diff = sorted(k for k in set(old) | set(self.config) if old.get(k) != self.config.get(k))
+            if diff:
+                raise ConfigError(f"the run dir holds checkpoints of a different config (differs in {', '.join(diff)}); "
+                                  "give this run its own hydra.run.dir")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps(self.config, indent=1, default=str))
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, epoch: int, states: TrainState) -> None:
+        self.manager.save(epoch, args=self._ocp.args.StandardSave(_saveable(states)))
+        self.manager.wait_until_finished()
+
+    def restore(self, like: TrainState) -> tuple[int, TrainState]:
+        """(epoch, states) of the newest checkpoint, with the tree structure of `like`."""
+        epoch = self.latest()
+        target = _saveable(like)
+        got = self.manager.restore(epoch, args=self._ocp.args.StandardRestore(target))
+        plain = jax.tree.unflatten(jax.tree.structure(_plain(like)), [got[k] for k in sorted(got)])
+        return epoch, plain._replace(key=jax.random.wrap_key_data(plain.key),
+                                     probe_key=jax.random.wrap_key_data(plain.probe_key))
+
+    def close(self) -> None:
+        self.manager.close()

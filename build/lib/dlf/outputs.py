@@ -1,0 +1,84 @@
+"""Run outputs: metrics rows, seed statistics, summary.json, provenance."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+PER_SEED_KEYS = ("loss", "ce", "train_acc", "val_acc", "val_ce")  # the engine's metrics, per run
+_NOT_PER_RUN = ("diverged_step", "gamma", "loss_trace")
+
+
+def _num(x) -> float | None:
+    """A JSON-safe float: non-finite values become null."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def metrics_row(step: int, metrics: dict[str, np.ndarray], epoch: int | None = None) -> dict[str, Any]:
+    """One metrics.jsonl (or probes.jsonl) row from host outputs of all runs (leading axis = run):
+    every per-run value, whatever its name. Values of a run that diverged before this step are
+    null (its params were frozen at the last finite step). Mini-batch runs also record the epoch."""
+    dead = (metrics["diverged_step"] >= 0) & (metrics["diverged_step"] < step)
+    row: dict[str, Any] = {"step": int(step)}
+    if epoch is not None:
+        row["epoch"] = int(epoch)
+    if "gamma" in metrics:
+        row["gamma"] = [_num(g) for g in metrics["gamma"][0]]
+    for key, values in metrics.items():
+        if key not in _NOT_PER_RUN:
+            row[key] = [None if d else _num(v) for v, d in zip(values, dead)]
+    return row
+
+
+def seed_stats(values: Iterable[float | None]) -> dict[str, Any]:
+    """{mean, std (sample, ddof=1; 0 for n=1), n, per_seed} over the non-null values."""
+    per_seed = list(values)
+    ok = np.array([v for v in per_seed if v is not None], dtype=np.float64)
+    n = int(ok.size)
+    return {
+        "mean": float(ok.mean()) if n else None,
+        "std": float(ok.std(ddof=1)) if n > 1 else (0.0 if n == 1 else None),
+        "n": n,
+        "per_seed": per_seed,
+    }
+
+
+def git_sha(path: Path | None = None) -> str:
+    """The source tree's commit, suffixed '-dirty' with uncommitted changes; 'unknown' outside git."""
+    cwd = path or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class JsonlWriter:
+    """Appends one JSON object per line, flushed each time so a killed run keeps its rows."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._f = self.path.open("w")  # a resumed run rewrites the rows it keeps first
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row, allow_nan=False) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def write_json(path: Path, obj: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")

@@ -1,0 +1,66 @@
+"""Hydra entry of phase diagrams: `python -m dlf.phase grid.A=1,5,10 grid.T=100,300 seeds=50`
+trains every (A, T, seed) of the grid in one compiled program (dlf.drive.grid)."""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from dlf import config as config_lib
+from dlf.cli_errors import run_app
+from dlf.outputs import write_json
+
+log = logging.getLogger("dlf")
+CONF_DIR = "conf"  # dlf/conf, found inside the installed package
+config_lib.register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="phase")
+def app(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    for noisy in ("jax._src.xla_bridge", "matplotlib", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        phase_cfg = config_lib.from_hydra(cfg)
+        from dlf.drive.grid import check
+
+        check(phase_cfg)
+    except config_lib.ConfigError as e:
+        write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
+        print(f"dlf: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    from dlf.drive.grid import run_phase
+
+    try:
+        run_phase(phase_cfg, out_dir)
+    except Exception as e:
+        write_json(out_dir / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+        raise
+
+
+_LIST_ARG = re.compile(r"^(\+{0,2}grid\.(?:A|T))=(?!\[|null$)(.+)$")
+
+
+def list_args(argv: list[str]) -> list[str]:
+    """`grid.A=1,5,10` (a sweep to Hydra) -> `grid.A=[1,5,10]` (a list), `grid.T=40` -> `[40]`: a
+    phase diagram is one program, not a sweep of jobs."""
+    return [_LIST_ARG.sub(r"\1=[\2]", a) for a in argv]
+
+
+def main() -> None:
+    if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
+        print("dlf: error: dlf.phase trains the whole grid in one program; give grid.A=... grid.T=... "
+              "without -m (sweeps of jobs: python -m dlf.train -m ...)", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = sys.argv[:1] + list_args(sys.argv[1:])
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

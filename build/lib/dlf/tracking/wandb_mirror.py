@@ -1,0 +1,179 @@
+"""logger=wandb: mirror one run directory to Weights & Biases (see docs/logging.md).
+
+One dlf run (all its seeds, one process) is one W&B run. What is sent:
+
+- name: the run directory's name; group: `logger.group`, else the sweep directory of a multirun;
+  tags: `A=<A>`, `T=<T>`, `seed=<seed>` (one seed) or `seed=<first>-<last>` (several), then
+  `logger.tags`; job_type `train`; config: the resolved dlf config (`dlf.config.to_dict`).
+- history, one W&B step per metrics.jsonl row at `step=row["step"]` (`history_item`):
+  `gamma/class_<i>`, `<metric>/seed_<s>` for every per-seed metric (loss, ce, train_acc,
+  val_acc) and seed number s (null where metrics.jsonl has null: a diverged seed), and
+  `<metric>/mean` over the non-null seeds (null when none). `dlf.wandb_records.metrics_rows`
+  rebuilds the metrics.jsonl rows exactly from the per-seed keys.
+- figures: `figures/<file stem>` as wandb.Image at the last metrics step.
+- summary: summary.json flattened with "/" (`final/val_acc/mean`, ...), lists kept as lists,
+  without its `config` (that is the run config).
+
+The W&B files go to `<run dir>/wandb/`. The local files are the primary copy: every wandb call is
+guarded, the first failure logs one warning line and turns the mirror off, and `finish` always
+tries to close the run. `logger.mode=offline` makes no network connection at all (see
+`_offline_everywhere`); `disabled` never imports wandb.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from dlf.config import Config, to_dict
+
+log = logging.getLogger("dlf")
+
+INIT_TIMEOUT_S = 60.0     # online: give up on an unreachable server instead of waiting 90 s+
+FINISH_TIMEOUT_S = 300.0  # online: stop waiting for uploads at the end (the run is marked crashed)
+
+
+def run_tags(cfg: Config) -> list[str]:
+    first, last = cfg.seed, cfg.seed + cfg.seeds - 1
+    seed = f"seed={first}" if first == last else f"seed={first}-{last}"
+    return [f"A={cfg.schedule.A:g}", f"T={cfg.schedule.T}", seed, *cfg.logger.tags]
+
+
+def history_item(row: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    """The W&B history item of one metrics.jsonl row (its step goes to `log(step=...)`)."""
+    item: dict[str, Any] = {f"gamma/class_{i}": g for i, g in enumerate(row["gamma"])}
+    for key, values in row.items():
+        if key in ("step", "gamma"):
+            continue
+        if not isinstance(values, list):  # a scalar of the row (mini-batch runs: `epoch`)
+            item[key] = values
+            continue
+        if len(values) != len(seeds):
+            raise ValueError(f"metrics row key {key!r} has {len(values)} values for {len(seeds)} seeds")
+        for seed, v in zip(seeds, values):
+            item[f"{key}/seed_{seed}"] = v
+        ok = [v for v in values if v is not None]
+        item[f"{key}/mean"] = sum(ok) / len(ok) if ok else None
+    return item
+
+
+def flat_summary(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """summary.json as flat "/"-joined keys, without the config."""
+    out: dict[str, Any] = {}
+    for k, v in summary.items():
+        if not prefix and k == "config":
+            continue
+        if isinstance(v, dict):
+            out.update(flat_summary(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    msg = " ".join(f"{type(e).__name__}: {e}".split())
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
+def _offline_everywhere() -> None:
+    """Make this process's wandb truly offline (wandb 0.31; checked by tests/test_wandb.py).
+
+    `wandb.init(mode="offline")` alone is not enough: wandb's process-wide telemetry (an
+    OpenTelemetry exporter that posts to the W&B server, https://api.forge.coreweave.com unless
+    WANDB_BASE_URL says otherwise) takes its settings from the *global* wandb settings, and every
+    `run.log` feeds it, so a plain offline run still resolves and contacts that host at exit.
+    Each of the following stops that on its own; all three are applied:
+    - the global mode: `wandb.setup(settings=wandb.Settings(mode="offline"))` (done by the caller);
+    - WANDB_ERROR_REPORTING=false (unless the user set it): turns the telemetry recorder off and
+      starts the wandb-core service with --no-observability (no error reports); it must be set
+      before the service starts, i.e. before `wandb.setup`;
+    - wandb's `opentelemetry_proxy.disable()`, which also covers a process that already ran an
+      online run (a multirun sweeping logger.mode). Telemetry stays off for the rest of the process.
+    """
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+
+        opentelemetry_proxy.disable()
+    except (ImportError, AttributeError):  # internal API; the two settings above suffice
+        pass
+
+
+class WandbMirror:
+    """Mirror of one run directory to W&B; see the module docstring for what goes where."""
+
+    def __init__(self, cfg: Config, out_dir: Path, group: str | None = None):
+        self.seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+        self.out_dir = Path(out_dir)
+        self._run = None
+        self._ok = False      # False: nothing more is sent (not started, disabled, or failed)
+        self._warned = False
+        self._last_step: int | None = None
+        mode = cfg.logger.mode
+        if mode == "disabled":
+            return
+        try:
+            import wandb  # only here: logger=none and mode=disabled never import it
+        except ImportError as e:
+            self._fail(e, "needs the wandb package (pip install -e '.[wandb]')")
+            return
+        self._wandb = wandb
+        # console off: dlf's terminal output is in train.log; quiet: no history/summary footer
+        settings: dict[str, Any] = {"console": "off", "quiet": True}
+        if mode == "online":
+            if "WANDB_INIT_TIMEOUT" not in os.environ:
+                settings["init_timeout"] = INIT_TIMEOUT_S
+            settings["finish_timeout"] = FINISH_TIMEOUT_S
+        try:
+            if mode == "offline":
+                _offline_everywhere()
+            wandb.setup(settings=wandb.Settings(mode=mode))
+            self._run = wandb.init(
+                mode=mode, dir=str(self.out_dir), project=cfg.logger.project,
+                entity=cfg.logger.entity, group=cfg.logger.group or group, name=self.out_dir.name,
+                job_type="train", tags=run_tags(cfg), config=to_dict(cfg), reinit="finish_previous",
+                settings=wandb.Settings(**settings))
+            self._ok = True
+        except Exception as e:  # noqa: BLE001 - W&B must never cost the local outputs
+            self._fail(e, "could not start")
+
+    def _fail(self, e: BaseException, what: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("dlf: logger=wandb %s (%s); W&B mirroring is off for this run, the local "
+                        "outputs are not affected", what, _one_line(e))
+        self._ok = False
+
+    def _guard(self, what: str, fn: Callable[[], Any]) -> None:
+        if not self._ok:
+            return
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            self._fail(e, what)
+
+    def log_row(self, row: dict[str, Any]) -> None:
+        def send():
+            self._run.log(history_item(row, self.seeds), step=int(row["step"]))
+            self._last_step = int(row["step"])
+
+        self._guard("failed to log a metrics row", send)
+
+    def finish(self, summary: dict[str, Any], figures: list[Path]) -> None:
+        def send_figures():
+            images = {f"figures/{Path(p).stem}": self._wandb.Image(str(p))
+                      for p in figures if Path(p).exists()}
+            if images:
+                self._run.log(images, step=self._last_step)
+
+        self._guard("failed to log the figures", send_figures)
+        self._guard("failed to log the summary", lambda: self._run.summary.update(flat_summary(summary)))
+        if self._run is None:
+            return
+        run, failed, self._run = self._run, not self._ok, None
+        try:
+            run.finish(exit_code=1 if failed else 0)
+        except Exception as e:  # noqa: BLE001
+            self._fail(e, "failed to close the run")
+        self._ok = False

@@ -1,0 +1,1 @@
+"""Host-side analysis of finished runs: bifurcations and thresholds, phase tables, the results layer."""

@@ -1,0 +1,181 @@
+"""The results layer: typed records of runs read back from their directories (a dlf.train run,
+a multirun sweep of them, or a dlf.phase grid), and `load(path)` as a pandas DataFrame.
+
+    import dlf.results
+    df = dlf.results.load("outputs/multirun/2026-12-02/10-00-00")   # one row per (run, seed)
+    df.groupby(["A", "T"]).val_acc.agg(["mean", "std", "count"])
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUNS_COLUMNS = ("A", "T", "seed", "train_acc", "val_acc", "loss", "diverged_step")
+POOLED_OUT = ("seed", "seeds", "schedule.A", "schedule.T", "compile_cache")  # keys a phase diagram pools over
+_JOB_DIR = re.compile(r"^(\d+)_")
+
+
+def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run directory: its status (ok, diverged, failed, or incomplete: no summary.json), its
+    config (flat dotted keys), and per-seed final values (None where a seed diverged)."""
+    path: Path
+    status: str
+    config: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
+    finals: dict[str, tuple] = field(default_factory=dict)  # metric -> per-seed values
+    diverged_seeds: tuple[int, ...] = ()
+    error: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.status in ("ok", "diverged")
+
+    @property
+    def A(self) -> float | None:
+        return self.summary.get("A", self.config.get("schedule.A"))
+
+    @property
+    def T(self) -> int | None:
+        return self.summary.get("T", self.config.get("schedule.T"))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per seed: path, status, A, T, seed, the final metrics, diverged."""
+        return [{"path": str(self.path), "status": self.status, "A": self.A, "T": self.T, "seed": s,
+                 **{k: v[i] for k, v in self.finals.items()}, "diverged": s in self.diverged_seeds}
+                for i, s in enumerate(self.seeds)]
+
+
+def read_run(path: Path) -> RunResult:
+    """The record of one dlf.train run directory."""
+    path = Path(path)
+    f = path / "summary.json"
+    if not f.exists():
+        return RunResult(path, "incomplete", error="started but wrote no summary.json (killed or still running)")
+    s = json.loads(f.read_text())
+    if s.get("status") == "failed" or "final" not in s:
+        return RunResult(path, "failed", flat(s.get("config", {})),
+                         error=s.get("error", f"status {s.get('status')!r}"), summary=s)
+    finals = {k: tuple(v["per_seed"]) for k, v in s["final"].items()}
+    return RunResult(path, s["status"], flat(s.get("config", {})), tuple(s["seeds"]), finals,
+                     tuple(s.get("diverged_seeds", [])), summary=s)
+
+
+@dataclass
+class Sweep:
+    """The runs of a multirun directory, and the jobs that never started."""
+    root: Path
+    runs: list[RunResult]
+    never_started: dict[str, str]  # "job N (overrides)" -> why
+
+    @property
+    def varying(self) -> list[str]:
+        """Config keys that differ between the complete runs (beyond those a diagram pools over)."""
+        configs = [r.config for r in self.runs if r.complete]
+        if not configs:
+            return []
+        keys = set().union(*configs)
+        return sorted(k for k in keys if k not in POOLED_OUT and len({json.dumps(c.get(k)) for c in configs}) > 1)
+
+
+def _job_order(p: Path) -> tuple:
+    m = _JOB_DIR.match(p.name)
+    return (int(m.group(1)) if m else 1 << 30, p.name)
+
+
+def expected_jobs(root: Path) -> list[list[str]] | None:
+    """The override lists of every job of a basic-sweeper multirun, in job-number order, from
+    the sweep's multirun.yaml (None when it is absent)."""
+    f = root / "multirun.yaml"
+    if not f.exists():
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    task = OmegaConf.load(f).hydra.overrides.task
+    lists = []
+    for o in OverridesParser.create().parse_overrides(list(task)):
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            lists.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            lists.append([f"{key}={o.get_value_element_as_str()}"])
+    return [list(c) for c in itertools.product(*lists)]
+
+
+def read_sweep(root: Path) -> Sweep:
+    """Every job directory below `root` (those with a summary.json or a .hydra/), in job order."""
+    root = Path(root)
+    jobs = sorted({p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob(".hydra")},
+                  key=_job_order)
+    runs = [read_run(j) for j in jobs if j != root]
+    nums = {int(m.group(1)) for r in runs if (m := _JOB_DIR.match(r.path.name))}
+    never = {}
+    expected = expected_jobs(root)
+    if expected is not None:
+        for num, overrides in enumerate(expected):
+            if num not in nums:
+                never[f"job {num} ({' '.join(overrides)})"] = "never started"
+    return Sweep(root, runs, never)
+
+
+def write_runs_csv(path: Path, final: list[dict]) -> None:
+    """runs.csv: one row per (A, T, seed) with its final values ('' where None)."""
+    with Path(path).open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=RUNS_COLUMNS)
+        w.writeheader()
+        for r in final:
+            w.writerow({k: "" if r.get(k) is None else r[k] for k in RUNS_COLUMNS})
+
+
+def read_runs_csv(path: Path) -> list[dict[str, Any]]:
+    def num(k, v):
+        if v == "":
+            return None
+        return int(v) if k in ("T", "seed", "diverged_step") else float(v)
+    with Path(path).open() as f:
+        return [{k: num(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    """One dict per (run, seed) of a dlf.phase directory (its runs.csv), a sweep, or one run."""
+    path = Path(path)
+    if (path / "runs.csv").exists():
+        cfg = flat(json.loads((path / "summary.json").read_text()).get("config", {})) \
+            if (path / "summary.json").exists() else {}
+        return [{"path": str(path), "status": "diverged" if r["diverged_step"] is not None and r["diverged_step"] >= 0
+                 else "ok", **r, "diverged": r["diverged_step"] is not None and r["diverged_step"] >= 0,
+                 **{k: v for k, v in cfg.items() if k not in POOLED_OUT and k not in ("grid.A", "grid.T")}}
+                for r in read_runs_csv(path / "runs.csv")]
+    if (path / "summary.json").exists() and not any(path.glob("*/summary.json")):
+        runs = [read_run(path)]
+        varying: list[str] = []
+    else:
+        sweep = read_sweep(path)
+        runs, varying = sweep.runs, sweep.varying
+    return [{**row, **{k: r.config.get(k) for k in varying}} for r in runs for row in r.rows()]
+
+
+def load(path: Path):
+    """A pandas DataFrame of `records(path)`: one row per (run, seed) with A, T, seed, the final
+    metrics (train_acc, val_acc, loss, ...), status and every config key that varies."""
+    import pandas as pd
+
+    return pd.DataFrame(records(path))

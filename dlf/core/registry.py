@@ -1,0 +1,73 @@
+"""Named extension points (models, losses, schedule shapes, optimizers, datasets, probes): a new
+one is one `REGISTRY.register(name, ...)` call, and config validation offers what is registered."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+from dlf.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    item: T
+    config: type | None  # the typed config of this variant (None: the group's shared config)
+
+
+class Registry(Generic[T]):
+    """name -> (item, typed config). `key` is the config key that chooses an entry (e.g.
+    `model.name`), used in the one-line error for an unknown name."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, item: T | None = None, *, config: type | None = None,
+                 replace: bool = False) -> Any:
+        """Register `item` under `name` (or use as a decorator: `@REG.register("x", config=XConfig)`)."""
+        def add(obj: T) -> T:
+            if name in self._entries and not replace:
+                raise ValueError(f"{self.key}={name!r} is registered already (pass replace=True)")
+            self._entries[name] = Entry(name, obj, config)
+            return obj
+        return add if item is None else add(item)
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def entry(self, name: str) -> Entry[T]:
+        if name not in self._entries:
+            raise ConfigError(f"{self.key}={name!r} is not allowed; choose one of: {', '.join(self._entries)}")
+        return self._entries[name]
+
+    def __getitem__(self, name: str) -> T:
+        return self.entry(name).item
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def config_of(self, name: str) -> type | None:
+        return self.entry(name).config
+
+
+def lazy(path: str) -> Callable[..., Any]:
+    """A function imported on first call from 'module:attr' (keeps heavy imports out of config time)."""
+    def call(*args, **kwargs):
+        import importlib
+
+        module, _, attr = path.partition(":")
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+    call.__qualname__ = path
+    return call

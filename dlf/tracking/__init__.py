@@ -1,0 +1,1 @@
+"""Experiment trackers that mirror a run's local files (W&B)."""
