@@ -33,3 +33,23 @@ TINY_CLI = ["train.steps=40", "train.log_every=10", "seeds=2", "model.width=8"]
 def tiny():
     """TINY_CLI as a fresh list (a test may extend it)."""
     return list(TINY_CLI)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The matplotlib Figures that dlf's figure functions draw, captured as they close them, so
+    that tests check what is plotted (axes, labels, data) rather than a file size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures, close = [], plt.close
+
+    def capture(fig=None):
+        if fig is not None and hasattr(fig, "axes"):
+            figures.append(fig)
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", capture)
+    return figures

@@ -1,5 +1,7 @@
-"""The benchmark scripts still run (tiny sizes, nothing written): they import the library's
-internals, so an API change must not silently break `make bench`."""
+"""The benchmark scripts still run (tiny sizes, nothing written) and print the measurements they
+promise: they use the library's builder, so an API change must not silently break `make bench`."""
+import math
+import re
 import subprocess
 import sys
 
@@ -8,6 +10,14 @@ import pytest
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
+
+
+# per script: a pattern whose numeric groups must all be finite and positive, and how many lines match
+EXPECT = {
+    "engine.py": (r"ref +([\d.]+) run-steps/s \| engine +([\d.]+) run-steps/s \| +([\d.]+) us/run-step \| x([\d.]+)", 4),
+    "probes.py": (r"^\| [^|]+ \| ([\d,.]+) \| ([\d.]+) \|$", 5),
+    "cifar.py": (r"^(?:float32|bfloat16) +([\d,.]+) images/s \| +([\d.]+) ms/step", 2),
+}
 
 
 @pytest.mark.parametrize("script, args", [
@@ -20,4 +30,8 @@ def test_benchmark_runs(script, args):
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-write"],
                        capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "x" in p.stdout or "images/s" in p.stdout
+    pattern, n = EXPECT[script]
+    found = [m.groups() for m in re.finditer(pattern, p.stdout, flags=re.M)]
+    assert len(found) == n, f"expected {n} measurement lines, got {len(found)}:\n{p.stdout}"
+    values = [float(v.replace(",", "")) for g in found for v in g]
+    assert all(math.isfinite(v) and v > 0 for v in values), p.stdout

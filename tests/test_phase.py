@@ -55,6 +55,25 @@ def test_table_all_diverged_point_has_no_mean(tmp_path):
     assert diagram.read_csv(tmp_path / "p.csv") == rows
 
 
+def test_phase_plot_draws_the_table(tmp_path, drawn):
+    from dlf.figures.phase import plot
+    rows = diagram.table([diagram.Record(5.0, T, s, acc, acc - 0.1, False)
+                          for T, acc in ((100, 0.9), (300, 0.6)) for s in range(2)])
+    plot(tmp_path / "p.png", rows, "a title")
+    fig = drawn[-1]
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["final train accuracy", "final validation accuracy"]
+    assert fig._suptitle.get_text() == "a title"
+    for ax, expect in zip(panels, ([0.9, 0.6], [0.8, 0.5])):
+        np.testing.assert_allclose(np.ma.getdata(ax.collections[0].get_array()).ravel(), expect, rtol=1e-12)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["100", "300"] and ax.get_ylabel() == "A"
+
+
+def _png_shape(path):
+    import matplotlib.image
+    return matplotlib.image.imread(path).shape[:2]
+
+
 def test_list_args_turn_grid_sweeps_into_lists():
     assert list_args(["grid.A=1,5,10", "grid.T=[50,100]", "schedule.A=3", "+grid.T=2,3", "seeds=4",
                       "grid.T=40", "grid.A=null"]) == \
@@ -111,7 +130,7 @@ def test_phase_records_diverged_runs(tmp_path):
     assert dead and all(r["train_acc"] == "" for r in dead)
     # the figure can be redrawn from phase.csv alone
     q = run_cli(str(d), "-o", "again.png", cwd=tmp_path, module="dlf.diagram")
-    assert q.returncode == 0 and (tmp_path / "again.png").stat().st_size > 10_000, q.stderr
+    assert q.returncode == 0 and _png_shape(tmp_path / "again.png") == _png_shape(d / "phase.png") == (516, 1320), q.stderr
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -158,7 +177,18 @@ def test_multirun_jobs_aggregate_to_the_phase_diagram(tmp_path):
     for a, r in zip(agg, ref):
         for k in ("train_acc_mean", "train_acc_std", "val_acc_mean", "val_acc_std", "diverged_frac"):
             assert a[k] == pytest.approx(r[k], rel=1e-9, abs=1e-12), k
-    assert (tmp_path / "sweep" / "phase.png").stat().st_size > 10_000
+    assert _png_shape(tmp_path / "sweep" / "phase.png") == (516, 1320)  # the two-panel figure (content: above)
+    # the results layer reads both back: one row per (run, seed), the same per-run finals
+    import dlf.results
+    swept, grid = dlf.results.load(tmp_path / "sweep"), dlf.results.load(ph)
+    assert len(swept) == len(grid) == 8 and set(swept.status) == {"ok"}
+    key = ["A", "T", "seed"]
+    a, b = swept.sort_values(key).reset_index(drop=True), grid.sort_values(key).reset_index(drop=True)
+    np.testing.assert_allclose(a.val_acc, b.val_acc, rtol=1e-12)
+    stats = a.groupby(["A", "T"]).train_acc.agg(["mean", "std"]).reset_index()
+    for row, r in zip(stats.itertuples(), ref):
+        assert (row.A, row.T) == (r["A"], r["T"]) and row.mean == pytest.approx(r["train_acc_mean"], rel=1e-9)
+    assert _csv(tmp_path / "sweep" / "runs.csv") == _csv(ph / "runs.csv")  # aggregate writes runs.csv too
 
     # a second sweep: one job invalid (A < 1), one job's directory lost -> partial aggregation
     p = run_cli("-m", "schedule.A=0.5,10", "schedule.T=30", "seed=0,1", "seeds=1", *TINY,
