@@ -70,11 +70,12 @@ def read_run(path: Path) -> RunResult:
     if not f.exists():
         return RunResult(path, "incomplete", error="started but wrote no summary.json (killed or still running)")
     s = json.loads(f.read_text())
-    if s.get("status") == "failed" or "final" not in s:
-        return RunResult(path, "failed", flat(s.get("config", {})),
-                         error=s.get("error", f"status {s.get('status')!r}"), summary=s)
-    finals = {k: tuple(v["per_seed"]) for k, v in s["final"].items()}
-    return RunResult(path, s["status"], flat(s.get("config", {})), tuple(s["seeds"]), finals,
+    status = s.get("status")
+    if status not in ("ok", "diverged"):  # failed, or a status of a run that did not finish
+        return RunResult(path, "failed" if status == "failed" else str(status), flat(s.get("config", {})),
+                         error=s.get("error", f"status {status!r}"), summary=s)
+    finals = {k: tuple(v["per_seed"]) for k, v in s.get("final", {}).items()}
+    return RunResult(path, status, flat(s.get("config", {})), tuple(s.get("seeds", ())), finals,
                      tuple(s.get("diverged_seeds", [])), summary=s)
 
 
