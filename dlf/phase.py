@@ -80,13 +80,14 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
 
     from dlf import diagram
     from dlf.engine import Compiled, Hyper, _pad_runs, default_vmap_size, init_states
-    from dlf.run import dtype_of, pieces, use_compile_cache
+    from dlf.run import dtype_of, pieces, use_compile_cache, use_matmul_precision
     from dlf.schedule import NEVER
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     use_compile_cache(cfg.compile_cache)
+    use_matmul_precision(cfg.matmul_precision)
     grid = points(cfg)
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     runs = [(A, T, s) for A, T in grid for s in seeds]  # point-major: a chunk holds whole points
