@@ -3,6 +3,7 @@
     python benchmarks/gpu_check.py --out DIR                  # on the GPU machine (launch/gpu_check.sh)
     python benchmarks/gpu_check.py --out DIR --size tiny      # the same sections at toy sizes (CPU test)
     python benchmarks/gpu_check.py --make-reference           # on a CPU: writes gpu_check_reference.json
+    python benchmarks/gpu_check.py --merge DIR/gpu_check.md   # back here: into BENCHMARKS.md
 
 Sections (`--sections`, default all), each recorded even if another fails:
   equal   a 12-run spiral grid (300 steps at lr 0.1: at lr 1 the dynamics are chaotic and amplify
@@ -366,9 +367,16 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of: {', '.join(SECTIONS)}")
     ap.add_argument("--reference", type=Path, default=REFERENCE)
     ap.add_argument("--make-reference", action="store_true", help="write --reference from this machine (a CPU)")
+    ap.add_argument("--merge", type=Path, metavar="GPU_CHECK_MD",
+                    help="instead: put a returned gpu_check.md into BENCHMARKS.md (section gpu)")
     ap.add_argument("--myrtle-worker", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE))
+    if args.merge:
+        from _md import write_section
+
+        print(f"wrote {write_section('gpu', args.merge.read_text())}")
+        return 0
     if args.myrtle_worker:
         return myrtle_worker(*args.myrtle_worker) or 0
     if args.make_reference:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13's GPU check in one command on the GPU machine (benchmarks/gpu_check.py; ~5 min on one
+# Issue 13's GPU check in one command on the GPU machine (benchmarks/gpu_check.py; estimated 4-6 min on one
 # H200, budget 8). Before it, here: bash launch/gpu_wheels.sh (hydra-core, omegaconf, antlr4 into .whl/).
 # Device tool call, from the repo root of the session's checkout (spell the sha out):
 #   run(command="DLF_GIT_SHA=<git rev-parse --short HEAD> bash launch/gpu_check.sh", carry=[".whl"], timeout_s=600)

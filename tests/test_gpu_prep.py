@@ -151,3 +151,22 @@ def test_fig1_gpu_skips_runs_that_do_not_fit(tmp_path):
                        timeout=300, env=env)
     log = (tmp_path / "out" / "fig1_gpu.log").read_text()
     assert p.returncode == 0 and "SKIPPED A1" in log and "FIG1_RUNS=A50_T100" in log and "done: no run" in log
+
+
+def test_matmul_precision_key_sets_jax_at_run_start(tmp_path):
+    import jax
+
+    from dlf import config as config_lib
+    from dlf.run import run
+
+    with pytest.raises(config_lib.ConfigError, match="matmul_precision='tf32' is not allowed"):
+        config_lib.from_dict({"matmul_precision": "tf32"})
+    cfg = config_lib.from_dict({"matmul_precision": "highest", "seeds": 1, "model": {"width": 4},
+                                "train": {"steps": 4, "log_every": 2}, "compile_cache": None})
+    try:
+        run(cfg, tmp_path / "a")
+        assert jax.config.jax_default_matmul_precision == "highest"
+        assert run(config_lib.replace(cfg, matmul_precision="default"), tmp_path / "b")["status"] == "ok"
+        assert jax.config.jax_default_matmul_precision is None
+    finally:
+        jax.config.update("jax_default_matmul_precision", None)
