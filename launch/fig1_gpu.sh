@@ -46,7 +46,9 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 
 DATA=${CIFAR10_DIR:-}
 if [ -z "$DATA" ]; then
-    DATA=$(mktemp -d)/cifar-10-batches-py
+    DECODED=$(mktemp -d)
+    trap 'rm -rf "$DECODED"' EXIT  # ~180 MB
+    DATA=$DECODED/cifar-10-batches-py
     say "decoding .cifar10/cifar10_jpeg.npz -> $DATA"
     "$PY" .cifar10/cifar10_jpeg_to_batches.py "$DATA" 2>&1 | tee -a "$LOG" || exit 1
 fi
