@@ -405,8 +405,8 @@ def main(argv=None) -> int:
         res.setdefault("section_s", {})[name] = time.perf_counter() - t
         res["total_s"] = time.perf_counter() - t0
         (args.out / "gpu_check.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+        (args.out / "gpu_check.md").write_text(markdown(res, command))  # both kept if a later section hangs
         print(f"gpu_check: {name} done in {res['section_s'][name]:.1f} s", flush=True)
-    (args.out / "gpu_check.md").write_text(markdown(res, command))
     print((args.out / "gpu_check.md").read_text())
     failed = ("equal" in sections and not res.get("equal", {}).get("ok", False)) or bool(res["errors"])
     return 1 if failed else 0
