@@ -21,6 +21,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def worker(precision: str, images: int, epochs: int, width: int) -> None:
+    print(json.dumps(measure(precision, images, epochs, width)))
+
+
+def measure(precision: str, images: int, epochs: int, width: int, batch: int = 512, side: int = 32) -> dict:
+    """Training images/s of one Myrtle5 model on `images` random uint8 images (side x side x 3) in
+    batches of `batch`: the engine's epoch program (permutation, gather, standardisation, step)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -34,12 +40,12 @@ def worker(precision: str, images: int, epochs: int, width: int) -> None:
                                 "model": {"name": "myrtle", "depth": 5, "width": width},
                                 "optimizer": {"name": "nesterov", "lr": 0.02, "lr_schedule": "piecewise",
                                               "warmup_epochs": 300, "final_lr": 0.002},
-                                "train": {"epochs": 700, "batch_size": 512}, "seeds": 1})
+                                "train": {"epochs": 700, "batch_size": batch}, "seeds": 1})
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8))
+    x = jnp.asarray(rng.integers(0, 256, (images, side, side, 3), dtype=np.uint8))
     y = jnp.asarray(rng.integers(0, 10, images).astype(np.int32))
     data = Data(x, y, x[:1000], y[:1000], jnp.full(3, 120.0), jnp.full(3, 64.0))
-    spe = images // 512
+    spe = images // batch
     model = models.build(cfg.model, 10, precision)
     prog = program_of(cfg, model, images, np.asarray(y))  # the builder's program, on synthetic data
     states = init_states(model, prog.tx, [0], prog.inputs(x[:1], data), lambda m, key, x: model.init(key, x))
@@ -54,8 +60,8 @@ def worker(precision: str, images: int, epochs: int, width: int) -> None:
     t0 = time.perf_counter()
     one = jax.block_until_ready(compiled(one))
     dt = time.perf_counter() - t0
-    print(json.dumps({"images_per_s": epochs * spe * 512 / dt, "step_ms": 1e3 * dt / (epochs * spe),
-                      "compile_s": compile_s, "device": jax.devices()[0].device_kind}))
+    return {"images_per_s": epochs * spe * batch / dt, "step_ms": 1e3 * dt / (epochs * spe),
+            "compile_s": compile_s, "device": jax.devices()[0].device_kind}
 
 
 def main(argv=None) -> None:

@@ -95,6 +95,9 @@ class Config:
     grid: GridConfig = field(default_factory=GridConfig)
     compile_cache: str | None = _f(None, doc="JAX persistent compilation cache directory (null: off)")
     plugins: tuple[str, ...] = _f((), doc="modules imported before validation (they register models, losses, ...)")
+    matmul_precision: str = _f("default", choices=("default", "high", "highest"),
+                               doc="jax_default_matmul_precision for float32 matmuls/convs (default: "
+                               "JAX's own, TF32 on NVIDIA GPUs; highest: true float32)")
 
     @property
     def probing(self) -> bool:

@@ -19,7 +19,7 @@ from dlf.config import Config
 from dlf.core.engine import Compiled, default_vmap_size, pad_runs
 from dlf.drive.build import build, bytes_per_run, dtype_of, take
 from dlf.drive.progress import GridProgress
-from dlf.drive.run import use_compile_cache
+from dlf.drive.run import use_compile_cache, use_matmul_precision
 from dlf.errors import ConfigError
 from dlf.figures.phase import plot
 
@@ -81,6 +81,7 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     use_compile_cache(cfg.compile_cache)
+    use_matmul_precision(cfg.matmul_precision)
     grid = points(cfg)
     steps = cfg.train.steps
     vmap_size = cfg.train.vmap_size or default_vmap_size()

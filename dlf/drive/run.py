@@ -37,6 +37,12 @@ def use_compile_cache(path: str | None) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+def use_matmul_precision(precision: str) -> None:
+    """Set jax_default_matmul_precision from the `matmul_precision` key ("default" = JAX's own
+    choice, which on NVIDIA GPUs may be TF32 for float32; "highest" = true float32)."""
+    jax.config.update("jax_default_matmul_precision", None if precision == "default" else precision)
+
+
 def _finished(out_dir: Path) -> dict | None:
     f = out_dir / "summary.json"
     if f.exists():
@@ -60,6 +66,7 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
                  "hydra.run.dir=... to train again.", out_dir, done["status"])
         return done
     use_compile_cache(cfg.compile_cache)
+    use_matmul_precision(cfg.matmul_precision)
     vmap_size = cfg.train.vmap_size or default_vmap_size()
     with jax.enable_x64(cfg.precision == "float64"):
         b = build(cfg)
