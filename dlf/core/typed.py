@@ -57,9 +57,16 @@ def allowed(typ: str, meta: Mapping[str, Any]) -> str:
     return f"{kind} {' and '.join(parts)}".strip()
 
 
+def type_name(t: Any) -> str:
+    """A field's type as written ("int | None"), whether or not its module postpones annotations."""
+    if isinstance(t, str):
+        return t
+    return t.__name__ if isinstance(t, type) and not getattr(t, "__args__", None) else str(t).replace("typing.", "")
+
+
 def _leaf(key: str, value: Any, f: dataclasses.Field) -> Any:
     """Convert and range-check one leaf, or raise a ConfigError naming the key."""
-    typ, meta = str(f.type), f.metadata
+    typ, meta = type_name(f.type), f.metadata
     if meta.get("choose") is not None:  # a choice among a registry's names
         meta = {**meta, "choices": meta["choose"].names()}
     if typ.startswith("tuple["):
@@ -200,7 +207,7 @@ def reference(cls: type, prefix: str = "", variant_name: str = "") -> list[tuple
             if meta.get("choose") is not None:
                 meta["choices"] = meta["choose"].names()
             default = json.dumps(list(f.default) if isinstance(f.default, tuple) else f.default)
-            out.append((key, variant_name, default, _describe(str(f.type), meta), meta.get("doc", "")))
+            out.append((key, variant_name, default, _describe(type_name(f.type), meta), meta.get("doc", "")))
     return out
 
 
