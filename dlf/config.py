@@ -75,6 +75,8 @@ class ScheduleConfig:
     off_last_periods: int = _f(0, low=0, doc="oscillations off for the last N periods")
     off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on (wins)")
     off_from_epoch: float | None = _f(None, low=0.0, doc="oscillations off from this epoch on (epoch runs)")
+    off_align: str = _f("literal", choices=("literal", "period"),
+                        doc="off_last_periods: literal = steps - N*T; period = the last period boundary <= that")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class HessianProbeConfig:
 @dataclass(frozen=True)
 class NTKProbeConfig:
     enabled: bool = _f(True, doc="probe the NTK too")
-    samples: int = _f(51, low=1, doc="points of the NTK sample set")
+    samples: int | None = _f(None, low=1, doc="points of the NTK sample set; null = the whole training set")
     set: str = _f("balanced", choices=("balanced", "first"), doc="balanced: per class; first: the first N")
     order: int = _f(20, low=1, doc="Lanczos order of the matrix-free NTK")
     explicit_max: int = _f(60, low=0, doc="explicit J J^T + eigvalsh up to this many samples x outputs")
@@ -104,6 +106,8 @@ class NTKProbeConfig:
 @dataclass(frozen=True)
 class ProbesConfig:
     every: int = _f(0, low=0, doc="steps between probes (0: off, no cost)")
+    quiet_frac: float = _f(0.1, gt=0.0, doc="threshold: a cascade ends after a quiet stretch of quiet_frac * T steps")
+    onset_amp: float = _f(1e-3, gt=0.0, doc="threshold: an onset is where |F(t) - 2F(t-1) + F(t-2)| reaches this")
     hessian: HessianProbeConfig = field(default_factory=HessianProbeConfig)
     ntk: NTKProbeConfig = field(default_factory=NTKProbeConfig)
 
@@ -173,7 +177,8 @@ class Config:
         if s.off_from_epoch is not None:
             return round(s.off_from_epoch * self.steps_per_epoch(n_train))
         if s.off_last_periods > 0:
-            return max(0, self.total_steps(n_train) - s.off_last_periods * s.T)
+            off = max(0, self.total_steps(n_train) - s.off_last_periods * s.T)
+            return off - off % s.T if s.off_align == "period" else off
         return None
 
     @property

@@ -170,7 +170,7 @@ def fig5b(path: Path, *, series: Sequence[dict], threshold: float | None, lr: fl
 
 def fig5a(path: Path, *, groups: Sequence[dict], references: Sequence[tuple[str, float]], title: str) -> None:
     """Fig. 5a: threshold against eta, log-log. groups: dicts with label, eta, mean, sem (NaN where
-    unknown) and fit ({a, b, b_se} of log thr = a + b log eta, or None); references: (label, c)
+    unknown) and fit ({a, b, b_se, c} of log thr = a + b log eta, c = exp(a), or None); references: (label, c)
     for a stability line c/eta."""
     fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
     etas = np.concatenate([np.asarray(g["eta"], np.float64) for g in groups])
@@ -181,7 +181,7 @@ def fig5a(path: Path, *, groups: Sequence[dict], references: Sequence[tuple[str,
         if g["fit"] is not None:
             f = g["fit"]
             ax.plot(grid, np.exp(f["a"]) * grid ** f["b"], color=f"C{i}", lw=1)
-            label += rf": $\eta^{{{f['b']:.2f} \pm {f['b_se']:.2f}}}$"
+            label += rf": ${f['c']:.2f}\,\eta^{{{f['b']:.2f} \pm {f['b_se']:.2f}}}$"
         ax.errorbar(eta, mean, yerr=np.nan_to_num(sem), fmt="o", color=f"C{i}", ms=4, capsize=2, label=label)
     for j, (label, c) in enumerate(references):
         ax.plot(grid, c / grid, color="k", ls=("--", ":", "-.")[j % 3], lw=0.9, label=label)

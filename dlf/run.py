@@ -251,7 +251,8 @@ def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], F_RxT: np.ndarra
                            for r in probe_rows]).T for k in outputs.PROBE_KEYS}
     np.savez_compressed(out_dir / "probes.npz", F=F_RxT, F_steps=np.arange(F_RxT.shape[1]), probe_steps=steps,
                         **series)
-    thr = threshold_of(F_RxT, steps, series["hessian_lambda_max"], seeds, cfg.optimizer.lr)
+    thr = threshold_of(F_RxT, steps, series["hessian_lambda_max"], seeds, cfg.optimizer.lr, cfg.schedule.T,
+                       cfg.probes.quiet_frac, cfg.probes.onset_amp)
     try:
         from dlf.probe_plots import fig4
     except ImportError:
@@ -261,7 +262,7 @@ def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], F_RxT: np.ndarra
          row_steps=np.array([r["step"] for r in rows]), train_acc=np.array([r["train_acc"][0] for r in rows], float),
          val_acc=np.array([r["val_acc"][0] for r in rows], float), probe_steps=steps,
          hessian=series["hessian_lambda_max"][0], ntk=series["ntk_lambda_max"][0], threshold=thr["mean"],
-         lr=cfg.optimizer.lr, onsets=first["onsets"], ends=first["ends"],
+         lr=cfg.optimizer.lr, onsets=first["cascade_onsets"], ends=first["cascade_ends"],
          title=f"{cfg.dataset.name} width {cfg.model.width}, A={cfg.schedule.A:g}, T={cfg.schedule.T}, "
                f"lr {cfg.optimizer.lr:g}, seed {seeds[0]}")
     figures.append(out_dir / "probes.png")

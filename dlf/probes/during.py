@@ -16,8 +16,11 @@ KEYS = ("hessian_lambda_max", "ntk_lambda_max")  # per-seed row keys
 
 
 def ntk_indices(cfg, y_train: np.ndarray, classes: int) -> np.ndarray:
-    """The NTK sample set: class-balanced (default) or the first N points (the authors' notebook,
-    whose first 50 spiral points are all of class 0)."""
+    """The NTK set: every training point (probes.ntk.samples null, the default: the paper's
+    Sec. 3.4 NTK over all N samples), or a sample set of that size, class-balanced or the first N
+    points (the authors' notebook, whose first 50 spiral points are all of class 0)."""
+    if cfg.probes.ntk.samples is None:
+        return np.arange(len(y_train))
     n = min(cfg.probes.ntk.samples, len(y_train))
     return balanced_subset(y_train, n, classes) if cfg.probes.ntk.set == "balanced" else first_n(y_train, n)
 
@@ -26,8 +29,9 @@ def make_probe(cfg, ntk_idx: np.ndarray, classes: int) -> Callable:
     """(program, state, hp, data) -> {hessian_lambda_max, ntk_lambda_max} of one run, at its
     current step: the top Hessian eigenvalue of F(t) itself (full batch, Lanczos of order
     probes.hessian.order, a fresh start vector from the run's probe key folded with the step), and
-    the top eigenvalue of the empirical NTK on the sample set (explicit J J^T + eigvalsh up to
-    probes.ntk.explicit_max rows, matrix-free Lanczos beyond)."""
+    the top eigenvalue of the empirical NTK Theta = J J^T on the NTK set (J: Jacobian of the
+    N x C logits, no 1/N; explicit J J^T + eigvalsh up to probes.ntk.explicit_max rows,
+    matrix-free Lanczos beyond)."""
     p = cfg.probes
     idx = jnp.asarray(ntk_idx)
     explicit = len(ntk_idx) * classes <= p.ntk.explicit_max
@@ -50,9 +54,11 @@ def make_probe(cfg, ntk_idx: np.ndarray, classes: int) -> Callable:
 
 
 def summarize(F_RxT: np.ndarray, probe_steps: np.ndarray, hessian_RxS: np.ndarray, seeds: list[int],
-              lr: float) -> dict[str, Any]:
-    """summary.json's `threshold` (mean Hessian lambda_max at the period-2 onsets, per seed and
-    pooled) plus the edge-of-stability reference 2/lr."""
-    out = threshold_summary(F_RxT, probe_steps, hessian_RxS, seeds=seeds)
+              lr: float, T: int, quiet_frac: float, onset_amp: float) -> dict[str, Any]:
+    """summary.json's `threshold` (Hessian lambda_max at the first onset of each cascade, branch
+    averaged, per seed and pooled; the paper-literal variant beside it; dlf.probes.bifurcation)
+    plus the edge-of-stability reference 2/lr of gradient descent."""
+    out = threshold_summary(F_RxT, probe_steps, hessian_RxS, T, seeds=seeds, quiet_frac=quiet_frac,
+                            onset_amp=onset_amp)
     out["edge_of_stability"] = 2.0 / lr
     return out
