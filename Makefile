@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test bench clean
+.PHONY: run test bench figures clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ bench: $(VENV)/.installed  ## engine, grid, cache, probe and CIFAR benchmarks; r
 	$(PY) benchmarks/cache.py
 	$(PY) benchmarks/probes.py
 	$(PY) benchmarks/cifar.py
+
+figures: $(VENV)/.installed  ## rerun Fig. 4, Fig. 5a-c and the Fig. 3 T=300 switch-off runs; rewrite their numbers in docs/ (~35 min on 2 CPU cores)
+	$(PY) docs/figures.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -294,15 +294,18 @@ def test_threshold_one_value_per_cascade_and_literal_variant():
 
 def test_threshold_summary_per_seed_and_pooled_is_json():
     F0, F1 = signal(), signal(episodes_=((50, 90), (410, 450), (800, 840)))
-    lam_steps = np.arange(60, 1000, 25)  # one sample after seed 1's onset at 50: no branch average
+    lam_steps = np.arange(60, 1000, 25)
     lam = np.stack([np.full(lam_steps.size, 2.0), 0.01 * lam_steps])
     out = threshold_summary(np.stack([F0, F1]), lam_steps, lam, T=1000, seeds=[5, 6])
     s0, s1 = out["per_seed"]
     assert (s0["seed"], s0["mean"], s0["std"], s0["n"]) == (5, 2.0, 0.0, 2)
-    assert s1["seed"] == 6 and s1["n"] == 2 and s1["values"][0] is None
-    np.testing.assert_allclose(s1["values"][1:], [3.975, 7.725])  # 0.01 * (385 + 410) / 2, ...
+    # seed 1's episode at step 50 has no quiet stretch (100 steps) before it: the initial transient
+    assert s1["seed"] == 6 and s1["n"] == 2 and s1["n_early"] == 1 and s1["cascade_onsets"] == [410, 800]
+    np.testing.assert_allclose(s1["values"], [3.975, 7.725])  # 0.01 * (385 + 410) / 2, ...
     pooled = [2.0, 2.0, 3.975, 7.725]
     assert out["n"] == 4 and out["n_onsets"] == 5
+    few = threshold(F0, np.array([210, 500, 700]), np.array([1.0, 2.0, 3.0]), T=1000)  # none before 200
+    assert few["values"][0] is None and few["values"][1] == 1.5 and few["n"] == 1
     assert out["mean"] == pytest.approx(np.mean(pooled)) and out["std"] == pytest.approx(np.std(pooled, ddof=1))
     assert out["seed_mean"]["n"] == 2 and out["seed_mean"]["mean"] == pytest.approx((2.0 + 5.85) / 2)
     assert out["detector"] == {**DETECTOR, "quiet_steps": 100}

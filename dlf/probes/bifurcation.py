@@ -16,7 +16,9 @@ recorded step ends there.
 
 Cascades: episodes come in cascades (Fig. 4b-c). An episode whose onset is within `quiet` steps
 of the previous episode's end belongs to the same cascade; `quiet` is a stated fraction of the
-period T (`quiet_frac`, default 0.1): the landscape moves on the scale of T.
+period T (`quiet_frac`, default 0.1): the landscape moves on the scale of T. A cascade must
+follow a quiet stretch: one that starts within `quiet` steps of the first recorded step (the
+initial transient, e.g. a wide network whose lambda_max starts above 2/eta) is no threshold.
 
 Threshold [decision]: one value per cascade = Hessian lambda_max at its *first* onset, read as
 the branch average: the mean of the last two lambda_max samples at or before the onset (an odd
@@ -130,19 +132,22 @@ def _json(v: np.ndarray) -> list:
 def threshold(F_T: np.ndarray, lam_steps_S: np.ndarray, lam_S: np.ndarray, T: int, step0: int = 0,
               **detector) -> dict[str, Any]:
     """One run's threshold: {mean, std, n} over its cascades' branch-averaged lambda_max at the
-    first onset, with `values`, `cascade_onsets`, `cascade_ends`, every episode's `onsets` and
-    `ends`, `n_onsets`, and `literal` ({mean, std, n} over the start and end values, `jump`
+    first onset, with `values`, `cascade_onsets`, `cascade_ends`, `n_early` (cascades dropped as the
+    initial transient), every episode's `onsets` and `ends`, `n_onsets`, and `literal` ({mean, std, n} over the start and end values, `jump`
     {mean, min} of their jump sizes, `per_cascade`). lam_S[j] is lambda_max at step lam_steps_S[j]."""
     p = {**DETECTOR, **detector}
     quiet = int(round(p["quiet_frac"] * T))
     onsets, ends = episodes(F_T, p["window"], p["min_amp"], p["onset_amp"], p["diff"], step0)
     first, last = cascades(onsets, ends, quiet)
+    early = first - step0 < quiet  # no quiet stretch before it: the initial transient
+    first, last = first[~early], last[~early]
     values = branch_average(lam_steps_S, lam_S, first)
     lit = literal(first, last, lam_steps_S, lam_S, quiet, p["jump"])
     lit_values = [c[k] for c in lit for k in ("start", "end")]
     jumps = np.array([c[k] for c in lit for k in ("start_jump", "end_jump") if c[k] is not None], np.float64)
     return {**_stats(values), "values": _json(values), "cascade_onsets": first.tolist(),
-            "cascade_ends": last.tolist(), "n_onsets": int(onsets.size), "onsets": onsets.tolist(),
+            "cascade_ends": last.tolist(), "n_early": int(early.sum()), "n_onsets": int(onsets.size),
+            "onsets": onsets.tolist(),
             "ends": ends.tolist(),
             "literal": {**_stats(lit_values), "jump": {"mean": float(jumps.mean()) if jumps.size else None,
                                                        "min": float(jumps.min()) if jumps.size else None},
