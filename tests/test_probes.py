@@ -154,6 +154,17 @@ def test_sample_sets():
         balanced_subset(y, 400, 3)
 
 
+def test_ntk_set_is_the_whole_training_set_by_default():
+    from dlf import config as config_lib
+    from dlf.probes.during import ntk_indices
+
+    y = np.repeat(np.arange(3), 100)
+    cfg = config_lib.from_dict({})
+    assert cfg.probes.ntk.samples is None
+    np.testing.assert_array_equal(ntk_indices(cfg, y, 3), np.arange(300))  # 900 rows: matrix-free
+    assert len(ntk_indices(config_lib.from_dict({"probes": {"ntk": {"samples": 51}}}), y, 3)) == 51
+
+
 # --- probes inside the engine's transformations -------------------------------------------------
 
 def test_probes_under_vmap_scan_and_jit_per_run():
