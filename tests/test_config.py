@@ -182,7 +182,8 @@ def test_bugs_are_not_turned_into_user_errors():
     from dlf.cli_errors import keys_of, one_line
 
     assert one_line(RuntimeError("a bug")) is None and one_line(KeyError("x")) is None
-    assert keys_of("schedule") == ["shape", "A", "T", "off_last_periods", "off_from_step", "off_from_epoch"]
+    assert keys_of("schedule") == ["shape", "A", "T", "off_last_periods", "off_from_step", "off_from_epoch",
+                                  "off_align"]
     assert keys_of("schedule.A") is None and keys_of("nope") is None
 
 
