@@ -127,7 +127,8 @@ def fig5(reuse: bool) -> None:
     for amp in (1e-4, 1e-3, 1e-2):
         etas, vals = [], []
         for s in runs:
-            z = np.load(root / "a70" / f"w{s['config']['model']['width']}_lr{s['config']['optimizer']['lr']:g}" / "probes.npz")
+            job = f"w{s['config']['model']['width']}_lr{s['config']['optimizer']['lr']:g}"
+            z = np.load(root / "a70" / job / "probes.npz")
             t = threshold_summary(z["F"], z["probe_steps"], z["hessian_lambda_max"], s["T"],
                                   quiet_frac=s["config"]["probes"]["quiet_frac"], onset_amp=amp)
             for r in t["per_seed"]:
@@ -148,7 +149,8 @@ train.steps=round({FIG5_STEPS}/eta)` (T = 5000/eta, five periods; {stamp(runs)})
 
 Fits (OLS of log threshold on log eta over the per-seed thresholds, one value per seed and job):
 {fits}
-- both widths together: b = {pooled['b']:.3f} ± {pooled['b_se']:.3f}, c = {pooled['c']:.3f} [{pooled['c_lo']:.3f}, {pooled['c_hi']:.3f}]
+- both widths together: b = {pooled['b']:.3f} ± {pooled['b_se']:.3f},
+  c = {pooled['c']:.3f} [{pooled['c_lo']:.3f}, {pooled['c_hi']:.3f}]
   (z = {pooled['z_b']:+.2f} against b = -1, {pooled['z_a']:+.2f} against c = 2); with b = -1 fixed
   c = {pooled['c_fixed']:.3f} ± {100 * pooled['c_fixed_rel_se']:.1f}%.
 - systematic (the onset amplitude is a detector choice; both widths, refit from the stored F
