@@ -134,8 +134,7 @@ def threshold(F_T: np.ndarray, lam_steps_S: np.ndarray, lam_S: np.ndarray, T: in
     """One run's threshold: {mean, std, n} over its cascades' branch-averaged lambda_max at the
     first onset, with `values`, `cascade_onsets`, `cascade_ends`, `n_early` (cascades dropped as the
     initial transient), every episode's `onsets` and `ends`, `n_onsets`, and `literal` ({mean,
-    std, n} over the start and end values, `jump`
-    {mean, min} of their jump sizes, `per_cascade`). lam_S[j] is lambda_max at step lam_steps_S[j]."""
+    std, n} over the start and end values, `jump` {mean, min} of their jump sizes, `per_cascade`). lam_S[j] is lambda_max at step lam_steps_S[j]."""
     p = {**DETECTOR, **detector}
     quiet = int(round(p["quiet_frac"] * T))
     onsets, ends = episodes(F_T, p["window"], p["min_amp"], p["onset_amp"], p["diff"], step0)
