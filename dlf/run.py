@@ -242,7 +242,8 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
 
 def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], F_RxT: np.ndarray, seeds: list[int],
                   gamma_dense: np.ndarray, figures: list[Path]) -> dict[str, Any]:
-    """probes.npz (per-step F, probe series), the threshold estimate, and the Fig. 4 figure."""
+    """probes.npz (per-step F, probe series), the threshold estimate, and the Fig. 4 figure (of the
+    first seed, with its own threshold line)."""
     from dlf.probes.during import summarize as threshold_of
 
     probe_rows = [r for r in rows if r.get("hessian_lambda_max") is not None]
@@ -261,7 +262,7 @@ def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], F_RxT: np.ndarra
     fig4(out_dir / "probes.png", steps=np.arange(F_RxT.shape[1]), F=F_RxT[0], gamma=gamma_dense[:-1],
          row_steps=np.array([r["step"] for r in rows]), train_acc=np.array([r["train_acc"][0] for r in rows], float),
          val_acc=np.array([r["val_acc"][0] for r in rows], float), probe_steps=steps,
-         hessian=series["hessian_lambda_max"][0], ntk=series["ntk_lambda_max"][0], threshold=thr["mean"],
+         hessian=series["hessian_lambda_max"][0], ntk=series["ntk_lambda_max"][0], threshold=first["mean"],
          lr=cfg.optimizer.lr, onsets=first["cascade_onsets"], ends=first["cascade_ends"],
          title=f"{cfg.dataset.name} width {cfg.model.width}, A={cfg.schedule.A:g}, T={cfg.schedule.T}, "
                f"lr {cfg.optimizer.lr:g}, seed {seeds[0]}")
