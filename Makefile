@@ -26,7 +26,7 @@ bench: $(VENV)/.installed  ## engine, grid, cache, probe and CIFAR benchmarks; r
 	$(PY) benchmarks/probes.py
 	$(PY) benchmarks/cifar.py
 
-figures: $(VENV)/.installed  ## rerun Fig. 4, Fig. 5a-c and the Fig. 3 T=300 switch-off runs; rewrite their numbers in docs/ (~35 min on 2 CPU cores)
+figures: $(VENV)/.installed  ## rerun Fig. 4, Fig. 5a-c and the Fig. 3 T=300 switch-off runs; rewrite their numbers in docs/ (~40 min on 2 shared CPU cores)
 	$(PY) docs/figures.py $(ARGS)
 
 clean:
