@@ -100,11 +100,12 @@ def fig4(reuse: bool) -> None:
 - Paper-literal variant (lambda_max before the first and after the last jump >= {t['detector']['jump']}
   between samples, around each cascade): {pm(lit['mean'], lit['std'])} over {lit['n']} starts and ends
   (mean jump {lit['jump_mean']:.3f}). It is lower: the lambda_max samples already alternate by ~0.1 in the
-  resonant approach to 2/eta (a stable but oscillating mode driven by the moving landscape), so
-  the first jump comes before the instability.
+  approach to 2/eta (we read this as a stable but oscillating mode driven by the moving
+  landscape), so the first jump comes before the instability.
 - NTK lambda_max on the whole training set (Theta = J J^T, J the Jacobian of the 300 x 3 logits, no
-  1/N): {np.nanmin(ntk):.0f} to {np.nanmax(ntk):.0f} over the run; on the same trajectory the former
-  51-point set gave values about 5.5 times smaller (the gap to the scale of the paper's Fig. 4f).
+  1/N): {np.nanmin(ntk):.0f} to {np.nanmax(ntk):.0f} over the run. On the same trajectory the former
+  51-point sample set (`probes.ntk.samples=51`) gives values several times smaller, which was the
+  gap to the scale of the paper's Fig. 4f.
 """
     replace_block(DOCS / "probes.md", "fig4", text)
 
