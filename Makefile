@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test test-fast bench docs clean
+.PHONY: run test test-fast bench docs figures clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench: $(VENV)/.installed  ## engine, grid, cache, probe and CIFAR benchmarks; r
 	$(PY) benchmarks/cache.py
 	$(PY) benchmarks/probes.py
 	$(PY) benchmarks/cifar.py
+
+figures: $(VENV)/.installed  ## rerun Fig. 4, Fig. 5a-c and the Fig. 3 T=300 switch-off runs; rewrite their numbers in docs/ (~40 min on 2 shared CPU cores)
+	$(PY) docs/figures.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

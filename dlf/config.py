@@ -41,6 +41,8 @@ class ScheduleConfig:
     off_last_periods: int = _f(0, low=0, doc="oscillations off for the last N periods")
     off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on (wins)")
     off_from_epoch: float | None = _f(None, low=0.0, doc="oscillations off from this epoch on (epoch runs)")
+    off_align: str = _f("literal", choices=("literal", "period"),
+                        doc="off_last_periods: literal = steps - N*T; period = the last period boundary <= that")
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ class Config:
         if s.off_from_epoch is not None:
             return round(s.off_from_epoch * self.steps_per_epoch(n_train))
         if s.off_last_periods > 0:
-            return max(0, self.total_steps(n_train) - s.off_last_periods * s.T)
+            off = max(0, self.total_steps(n_train) - s.off_last_periods * s.T)
+            return off - off % s.T if s.off_align == "period" else off
         return None
 
     @property

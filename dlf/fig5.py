@@ -1,17 +1,19 @@
 """Fig. 5a, threshold against learning rate: `python -m dlf.fig5 <multirun dir> [-o out dir]`.
 
-Reads every job's summary.json below the directory, takes its pooled `threshold` (from
+Reads every job's summary.json below the directory, takes its per-seed thresholds (`threshold`
+`per_seed[*].mean`: one value per seed, the mean over that seed's cascades; from
 dlf.analysis.bifurcation.threshold_summary) and config (model.width, optimizer.name/lr/momentum),
-pools jobs with the same (width, optimizer, eta), fits log thr = a + b log eta per width and
-writes fig5.csv and fig5.png. Failed jobs and jobs without a threshold are listed and skipped.
+pools jobs with the same (width, optimizer, eta), fits per width and writes fig5.csv and fig5.png.
+Failed jobs and jobs without a threshold are listed and skipped.
 
-Fit [decision]: weighted least squares in (log eta, log thr). A point's error is the relative
-standard error of its mean, sigma = std / sqrt(n) / mean (delta method; n = pooled onset
-samples); points without one (n < 2 or std = 0) get the median sigma of the others, and with
-none at all every weight is 1. se(b) = sqrt([(X^T W X)^-1]_bb * s), with s = max(1, chi2/dof)
-for a weighted fit (the errors are taken as known, and inflated when the points scatter more
-than they allow: PDG scale factor) and s = chi2/dof for an unweighted one (ordinary least
-squares); dof = points - 2, and se(b) is NaN for an unweighted fit through two points.
+Fit [decision]: the data are the per-seed thresholds, not the onsets: onsets of one cascade are
+correlated and their spread is heavy-tailed, seeds are independent. Ordinary least squares of
+log thr = a + b log eta over every (seed, eta) value; se(a), se(b) from the residual scatter
+(dof = values - 2). The intercept is the prefactor c = exp(a) of thr = c eta^b, tested against the
+stability edge c0/eta of the optimizer (c0 = 2 for gradient descent): z_b = (b + 1) / se(b),
+z_a = (a - log c0) / se(a). With b fixed at -1, c = exp(mean(log(thr eta))) and se from the
+spread of log(thr eta) over the values. A point's error bar is the standard error of its
+per-seed mean (std / sqrt(seeds)).
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ class Point:
     eta: float
     mean: float
     std: float
-    n: int
+    n: int  # seeds with a threshold
+    values: tuple[float, ...] = ()  # per-seed thresholds
 
 
 def stability(name: str, beta: float) -> float | None:
@@ -56,8 +59,9 @@ def job_point(s: dict) -> Point | str:
     thr = s.get("threshold")
     if not thr:
         return "no threshold in summary.json (probes off?)"
-    if thr.get("mean") is None or not thr.get("n"):
-        return f"no threshold: {thr.get('n_onsets', 0)} onset(s) with a Hessian sample before them"
+    values = tuple(float(r["mean"]) for r in thr.get("per_seed", []) if r.get("mean") is not None)
+    if not values:
+        return f"no threshold: {thr.get('n_onsets', 0)} onset(s), no cascade with two Hessian samples before it"
     try:
         opt, width = s["config"]["optimizer"], s["config"]["model"]["width"]
         name, eta = opt["name"], float(opt["lr"])
@@ -65,8 +69,13 @@ def job_point(s: dict) -> Point | str:
         return f"config lacks {e}"
     if opt.get("lr_schedule", "constant") != "constant":
         return f"optimizer.lr_schedule={opt['lr_schedule']}: a threshold against eta needs a constant lr"
-    return Point(int(width), optimizer_label(name, float(opt.get("momentum", 0.0))), eta,
-                 float(thr["mean"]), float(thr.get("std") or 0.0), int(thr["n"]))
+    return point(int(width), optimizer_label(name, float(opt.get("momentum", 0.0))), eta, values)
+
+
+def point(width: int, optimizer: str, eta: float, values) -> Point:
+    v = np.asarray(values, float)
+    return Point(width, optimizer, eta, float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                 int(v.size), tuple(float(x) for x in v))
 
 
 def collect(root: Path) -> tuple[list[Point], dict[str, str]]:
@@ -83,41 +92,38 @@ def collect(root: Path) -> tuple[list[Point], dict[str, str]]:
 
 
 def pool(points: list[Point]) -> list[Point]:
-    """One Point per (width, optimizer, eta): the exact mean and std (ddof=1) of the union."""
+    """One Point per (width, optimizer, eta): the union of the jobs' per-seed thresholds."""
     groups: dict[tuple, list[Point]] = {}
     for p in points:
         groups.setdefault((p.width, p.optimizer, p.eta), []).append(p)
-    out = []
-    for (w, o, eta), ps in sorted(groups.items()):
-        n = np.array([p.n for p in ps], float)
-        m, s = np.array([p.mean for p in ps]), np.array([p.std for p in ps])
-        N, M = n.sum(), (n * m).sum() / n.sum()
-        var = ((n - 1) * s**2 + n * (m - M) ** 2).sum() / (N - 1) if N > 1 else 0.0
-        out.append(Point(w, o, eta, float(M), float(np.sqrt(var)), int(N)))
-    return out
+    return [point(w, o, eta, [v for p in ps for v in p.values]) for (w, o, eta), ps in sorted(groups.items())]
 
 
-def fit_power(eta, thr, sigma_log) -> dict | None:
-    """log thr = a + b log eta by weighted least squares (module docstring): {a, b, b_se, chi2,
-    dof, weighted}; None with fewer than two distinct eta. sigma_log: NaN where unknown."""
+def fit_power(eta, thr, c0: float | None = 2.0) -> dict | None:
+    """Fit of the per-seed thresholds thr at learning rates eta (module docstring): {a, b, a_se,
+    b_se, c, c_lo, c_hi (exp(a +- se)), z_a, z_b, dof, c_fixed, c_fixed_rel_se (b = -1), z_fixed}; None with
+    fewer than two distinct eta. Standard errors are NaN with dof = 0."""
     x, y = np.log(np.asarray(eta, float)), np.log(np.asarray(thr, float))
     if np.unique(x).size < 2:
         return None
-    s = np.asarray(sigma_log, float)
-    weighted = bool(np.isfinite(s).any())
-    w = 1 / np.where(np.isfinite(s), s, np.nanmedian(s)) ** 2 if weighted else np.ones_like(x)
-    X = np.column_stack([np.ones_like(x), x]) * np.sqrt(w)[:, None]
-    coef = np.linalg.lstsq(X, y * np.sqrt(w), rcond=None)[0]
-    chi2 = float((w * (y - coef[0] - coef[1] * x) ** 2).sum())
+    X = np.column_stack([np.ones_like(x), x])
+    coef = np.linalg.lstsq(X, y, rcond=None)[0]
     dof = x.size - 2
-    scale = (max(1.0, chi2 / dof) if dof > 0 else 1.0) if weighted else (chi2 / dof if dof > 0 else np.nan)
-    cov = np.linalg.inv(X.T @ X)
-    return dict(a=float(coef[0]), b=float(coef[1]), b_se=float(np.sqrt(cov[1, 1] * scale)), chi2=chi2,
-                dof=dof, weighted=weighted)
+    s2 = float(((y - X @ coef) ** 2).sum() / dof) if dof > 0 else np.nan
+    cov = np.linalg.inv(X.T @ X) * s2
+    a, b, a_se, b_se = float(coef[0]), float(coef[1]), float(np.sqrt(cov[0, 0])), float(np.sqrt(cov[1, 1]))
+    logc = y + x  # b = -1: log c = log thr + log eta
+    cf_se = float(logc.std(ddof=1) / np.sqrt(logc.size))
+    out = dict(a=a, b=b, a_se=a_se, b_se=b_se, c=float(np.exp(a)), c_lo=float(np.exp(a - a_se)),
+               c_hi=float(np.exp(a + a_se)), z_b=(b + 1) / b_se, dof=dof, c_fixed=float(np.exp(logc.mean())),
+               c_fixed_rel_se=cf_se, c0=c0)
+    out["z_a"] = (a - np.log(c0)) / a_se if c0 else np.nan
+    out["z_fixed"] = (logc.mean() - np.log(c0)) / cf_se if c0 else np.nan
+    return out
 
 
 def sem(p: Point) -> float:
-    """std / sqrt(n), NaN where unknown (n < 2 or std = 0)."""
+    """std / sqrt(n) of the per-seed thresholds, NaN where unknown (n < 2 or std = 0)."""
     return p.std / np.sqrt(p.n) if p.n > 1 and p.std > 0 else np.nan
 
 
@@ -137,14 +143,18 @@ def fig5(root: Path, out: Path | None = None) -> tuple[list[dict], dict[str, str
     pooled = pool(points)
     with open(out / "fig5.csv", "w", newline="") as f:
         wr = csv.writer(f)
-        wr.writerow(["width", "optimizer", "eta", "n", "threshold_mean", "threshold_std"])
-        wr.writerows([p.width, p.optimizer, p.eta, p.n, p.mean, p.std] for p in pooled)
+        wr.writerow(["width", "optimizer", "eta", "seeds", "threshold_mean", "threshold_std", "per_seed"])
+        wr.writerows([p.width, p.optimizer, p.eta, p.n, p.mean, p.std, " ".join(f"{v:.6g}" for v in p.values)]
+                     for p in pooled)
     groups = []
     for key in sorted({(p.width, p.optimizer) for p in pooled}):
         ps = [p for p in pooled if (p.width, p.optimizer) == key]
         eta, mean, se = (np.array(v) for v in zip(*[(p.eta, p.mean, sem(p)) for p in ps]))
+        name, _, beta = key[1].partition(" beta=")
+        fit = fit_power([p.eta for p in ps for _ in p.values], [v for p in ps for v in p.values],
+                        stability(name, float(beta or 0)))
         groups.append(dict(width=key[0], optimizer=key[1], label=f"width {key[0]}", eta=eta, mean=mean,
-                           sem=se, n=sum(p.n for p in ps), fit=fit_power(eta, mean, se / mean)))
+                           sem=se, n=sum(p.n for p in ps), fit=fit))
     optimizers = sorted({g["optimizer"] for g in groups})
     if len(optimizers) > 1:
         for g in groups:
@@ -188,9 +198,16 @@ def baselines(root: Path, out: Path, pooled: list[Point]) -> Path | None:
 
 def describe(g: dict) -> str:
     f, k = g["fit"], len(g["eta"])
-    fit = (f"threshold ~ eta^{f['b']:.3f} +- {f['b_se']:.3f} ({'weighted' if f['weighted'] else 'unweighted'} "
-           f"LSQ, chi2/dof {f['chi2']:.3g}/{f['dof']})") if f else "no fit (one learning rate)"
-    return f"width {g['width']} ({g['optimizer']}): {fit}; {k} learning rate(s), {g['n']} onset sample(s)"
+    if f:
+        fit = (f"threshold = c eta^b, b = {f['b']:.3f} +- {f['b_se']:.3f} (z vs -1: {f['z_b']:+.2f}), "
+               f"c = {f['c']:.3f} [{f['c_lo']:.3f}, {f['c_hi']:.3f}]")
+        if f["c0"]:
+            fit += (f" (z vs {f['c0']:.3g}: {f['z_a']:+.2f}); b = -1 fixed: c = {f['c_fixed']:.3f} "
+                    f"+- {100 * f['c_fixed_rel_se']:.1f}% (z {f['z_fixed']:+.2f})")
+        fit += f"; OLS on per-seed values, dof {f['dof']}"
+    else:
+        fit = "no fit (one learning rate)"
+    return f"width {g['width']} ({g['optimizer']}): {fit}; {k} learning rate(s), {g['n']} seed value(s)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -172,5 +172,14 @@ def test_bugs_are_not_turned_into_user_errors():
     from dlf.cli_errors import keys_of, one_line
 
     assert one_line(RuntimeError("a bug")) is None and one_line(KeyError("x")) is None
-    assert keys_of("schedule") == ["shape", "A", "T", "off_last_periods", "off_from_step", "off_from_epoch"]
+    assert keys_of("schedule") == ["shape", "A", "T", "off_last_periods", "off_from_step", "off_from_epoch",
+                                  "off_align"]
     assert keys_of("schedule.A") is None and keys_of("nope") is None
+
+
+@pytest.mark.parametrize("T, literal, period", [(300, 34700, 34500), (100, 34900, 34900), (7000, 28000, 28000)])
+def test_off_align_period_ends_at_a_period_boundary(T, literal, period):
+    cfg = compose_cfg([f"schedule.T={T}"])
+    assert cfg.schedule.off_align == "literal" and cfg.off_step == literal
+    aligned = compose_cfg([f"schedule.T={T}", "schedule.off_align=period"]).off_step
+    assert aligned == period and aligned % T == 0 and 35000 - aligned >= T

@@ -87,53 +87,41 @@ def test_fig5b_draws_each_series_against_the_threshold(tmp_path, drawn):
         assert {1.9, 2.0} <= levels
 
 
-def closed_form(x, y, w):
-    """Weighted straight line by the textbook sums: (a, b, var(b) with the errors as known)."""
-    xm, ym = (w * x).sum() / w.sum(), (w * y).sum() / w.sum()
-    sxx = (w * (x - xm) ** 2).sum()
-    b = (w * (x - xm) * (y - ym)).sum() / sxx
-    return ym - b * xm, b, 1 / sxx
+def test_fit_recovers_an_exact_power_law_and_tests_the_intercept():
+    eta = np.repeat([0.5, 1.0, 2.0, 4.0, 8.0], 4)
+    f = f5.fit_power(eta, 1.9 * eta**-0.9)
+    assert f["b"] == pytest.approx(-0.9, abs=1e-12) and f["c"] == pytest.approx(1.9, rel=1e-12)
+    assert f["dof"] == 18 and f["b_se"] < 1e-12
+    g = f5.fit_power(eta, 2.0 / eta)
+    assert g["c_fixed"] == pytest.approx(2.0) and g["c"] == pytest.approx(2.0) and g["b"] == pytest.approx(-1)
 
 
-def test_fit_recovers_an_exact_power_law():
-    eta = np.array([0.125, 0.25, 0.5, 1.0, 2.0])
-    sig = np.array([0.02, 0.05, 0.03, 0.04, 0.1])
-    f = f5.fit_power(eta, 1.9 * eta**-0.9, sig)
-    assert f["b"] == pytest.approx(-0.9, abs=1e-12) and np.exp(f["a"]) == pytest.approx(1.9, rel=1e-12)
-    _, _, var_b = closed_form(np.log(eta), np.log(1.9 * eta**-0.9), 1 / sig**2)
-    assert f["chi2"] < 1e-20 and f["b_se"] == pytest.approx(np.sqrt(var_b), rel=1e-12)  # scale factor 1
-
-
-def test_fit_matches_closed_form_on_scattered_points():
+def test_fit_is_ordinary_least_squares_on_the_per_seed_values():
     rng = np.random.default_rng(1)
-    eta = np.geomspace(0.1, 2, 6)
-    sig = rng.uniform(0.01, 0.05, 6)
-    thr = 1.9 * eta**-0.9 * np.exp(rng.normal(0, 0.1, 6))  # scatter >> sig: the scale factor applies
-    x, y, w = np.log(eta), np.log(thr), 1 / sig**2
-    a, b, var_b = closed_form(x, y, w)
-    chi2 = (w * (y - a - b * x) ** 2).sum()
-    assert chi2 / 4 > 1
-    f = f5.fit_power(eta, thr, sig)
-    assert (f["a"], f["b"], f["chi2"]) == pytest.approx((a, b, chi2), rel=1e-10)
-    assert f["b_se"] == pytest.approx(np.sqrt(var_b * chi2 / 4), rel=1e-10)
-    # no errors at all: ordinary least squares, se from the residuals
-    a, b, var_b = closed_form(x, y, np.ones(6))
-    rss = ((y - a - b * x) ** 2).sum()
-    f = f5.fit_power(eta, thr, np.full(6, np.nan))
-    assert not f["weighted"] and f["b"] == pytest.approx(b, rel=1e-10)
-    assert f["b_se"] == pytest.approx(np.sqrt(var_b * rss / 4), rel=1e-10)
-    # a point without an error gets the median of the others
-    g = f5.fit_power(eta, thr, np.r_[np.nan, sig[1:]])
-    assert g["b"] == pytest.approx(closed_form(x, y, 1 / np.r_[np.median(sig[1:]), sig[1:]] ** 2)[1], rel=1e-10)
-    assert f5.fit_power([1.0, 1.0], [2.0, 2.1], [0.1, 0.1]) is None
+    eta = np.repeat(np.geomspace(0.5, 8, 5), 4)
+    thr = 2.2 * eta**-0.95 * np.exp(rng.normal(0, 0.1, eta.size))
+    x, y = np.log(eta), np.log(thr)
+    xm, ym = x.mean(), y.mean()  # textbook sums
+    sxx = ((x - xm) ** 2).sum()
+    b = ((x - xm) * (y - ym)).sum() / sxx
+    a = ym - b * xm
+    s2 = ((y - a - b * x) ** 2).sum() / (x.size - 2)
+    f = f5.fit_power(eta, thr, 2.0)
+    assert (f["a"], f["b"]) == pytest.approx((a, b), rel=1e-10)
+    assert f["b_se"] == pytest.approx(np.sqrt(s2 / sxx), rel=1e-10)
+    assert f["a_se"] == pytest.approx(np.sqrt(s2 * (1 / x.size + xm**2 / sxx)), rel=1e-10)
+    assert f["z_a"] == pytest.approx((a - np.log(2)) / f["a_se"]) and f["z_b"] == pytest.approx((b + 1) / f["b_se"])
+    logc = y + x
+    assert f["c_fixed"] == pytest.approx(np.exp(logc.mean()))
+    assert f["c_fixed_rel_se"] == pytest.approx(logc.std(ddof=1) / np.sqrt(x.size))
+    assert f5.fit_power([1.0, 1.0], [2.0, 2.1]) is None
 
 
-def test_pool_is_the_stats_of_the_union():
-    a, b = np.array([1.0, 2.0, 4.0]), np.array([3.0, 5.0])
-    pts = [f5.Point(100, "gd", 0.5, v.mean(), v.std(ddof=1), v.size) for v in (a, b)]
+def test_pool_is_the_union_of_the_per_seed_values():
+    pts = [f5.point(100, "gd", 0.5, v) for v in ([1.0, 2.0, 4.0], [3.0, 5.0])]
     (p,) = f5.pool(pts)
-    u = np.concatenate([a, b])
-    assert (p.n, p.mean, p.std) == (5, pytest.approx(u.mean()), pytest.approx(u.std(ddof=1)))
+    u = np.array([1.0, 2.0, 4.0, 3.0, 5.0])
+    assert (p.n, p.mean, p.std, p.values) == (5, pytest.approx(u.mean()), pytest.approx(u.std(ddof=1)), tuple(u))
 
 
 def test_stability_lines():
@@ -159,13 +147,15 @@ def sweep(root, exponent=-0.9):
     k = 0
     for width in (100, 1000):
         for lr in (0.25, 0.5, 1.0, 2.0):
-            m = 1.9 * lr**exponent
+            m = 1.9 * lr**exponent * np.array([0.95, 1.0, 1.05])  # three seeds
             summary(root / f"{k}_w{width}_lr{lr}", width, lr,
-                    {"mean": m, "std": 0.05 * m, "n": 20, "n_onsets": 20, "per_seed": []})
+                    {"mean": m.mean(), "std": m.std(ddof=1), "n": 3, "n_onsets": 20,
+                     "per_seed": [{"seed": i, "mean": v} for i, v in enumerate(m)]})
             k += 1
     summary(root / f"{k}_failed", 100, 4.0, status="failed")
     summary(root / f"{k + 1}_noprobe", 100, 4.0)
-    summary(root / f"{k + 2}_noonset", 100, 4.0, {"mean": None, "std": None, "n": 0, "n_onsets": 0})
+    summary(root / f"{k + 2}_noonset", 100, 4.0, {"mean": None, "std": None, "n": 0, "n_onsets": 0,
+                                                  "per_seed": [{"seed": 0, "mean": None}]})
 
 
 @pytest.mark.slow
@@ -177,9 +167,9 @@ def test_cli_end_to_end(tmp_path):
     assert sum("skipped:" in ln for ln in lines) == 3
     assert any("8_failed: status 'failed': RuntimeError: boom" in ln for ln in lines)
     fits = [ln for ln in lines if ln.startswith("dlf.fig5: width")]
-    assert len(fits) == 2 and all("eta^-0.900 +- 0.007" in ln for ln in fits), fits
+    assert len(fits) == 2 and all("b = -0.900 +- 0.017" in ln and "c = 1.898" in ln for ln in fits), fits
     rows = (tmp_path / "out" / "fig5.csv").read_text().splitlines()
-    assert rows[0] == "width,optimizer,eta,n,threshold_mean,threshold_std" and len(rows) == 9
+    assert rows[0] == "width,optimizer,eta,seeds,threshold_mean,threshold_std,per_seed" and len(rows) == 9
     assert (tmp_path / "out" / "fig5.png").stat().st_size > 10_000
     assert not (tmp_path / "out" / "fig5bc.png").exists()  # no A=1 run in this sweep
 
@@ -214,7 +204,7 @@ def test_cli_errors(tmp_path, capsys):
 
 def test_momentum_reference_and_mixed_optimizers(tmp_path):
     for k, (name, lr) in enumerate([("momentum", 0.5), ("momentum", 1.0), ("gd", 0.5), ("gd", 1.0)]):
-        summary(tmp_path / f"{k}", 100, lr, {"mean": 2 / lr, "std": 0.1, "n": 4}, name=name)
+        summary(tmp_path / f"{k}", 100, lr, {"per_seed": [{"mean": 2 / lr}, {"mean": 2.1 / lr}]}, name=name)
     groups, skipped = f5.fig5(tmp_path)
     assert not skipped
     assert [g["label"] for g in groups] == ["width 100 (gd)", "width 100 (momentum beta=0.9)"]

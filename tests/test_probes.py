@@ -10,7 +10,8 @@ from jax.flatten_util import ravel_pytree
 from dlf.data import spiral
 from dlf.core.losses import LOSSES, dynamical_mse_by_output, dynamical_mse_by_sample
 from dlf.models.mlp import MLP
-from dlf.analysis.bifurcation import delta_f, episodes, threshold, threshold_summary
+from dlf.analysis.bifurcation import (DETECTOR, branch_average, cascades, delta_f, episodes, threshold,
+                                      threshold_summary)
 from dlf.probes import balanced_subset, first_n, hessian_top, hvp, lanczos, ntk_matrix, ntk_top
 from dlf.probes.hessian import flat_hvp
 from dlf.probes.lanczos import start_vector
@@ -153,6 +154,17 @@ def test_sample_sets():
         balanced_subset(y, 400, 3)
 
 
+def test_ntk_set_is_the_whole_training_set_by_default():
+    from dlf import config as config_lib
+    from dlf.probes.evaluators import ntk_indices
+
+    y = np.repeat(np.arange(3), 100)
+    cfg = config_lib.from_dict({})
+    assert cfg.probes["ntk"].samples is None
+    np.testing.assert_array_equal(ntk_indices(cfg.probes["ntk"], y, 3), np.arange(300))  # 900 rows: matrix-free
+    assert len(ntk_indices(config_lib.from_dict({"probes": {"ntk": {"samples": 51}}}).probes["ntk"], y, 3)) == 51
+
+
 # --- probes inside the engine's transformations -------------------------------------------------
 
 def test_probes_under_vmap_scan_and_jit_per_run():
@@ -198,64 +210,147 @@ def signal(n=1000, episodes_=((200, 260), (600, 640)), amp=0.05, slope=-1e-3):
 def test_delta_f():
     F = np.array([3.0, 1.0, 4.0, 1.5])
     np.testing.assert_allclose(delta_f(F), [np.nan, -2.0, 3.0, -2.5])
+    np.testing.assert_allclose(delta_f(F, 2), [np.nan, np.nan, 5.0, -5.5])
 
 
 def test_episodes_on_synthetic_signal():
     F = signal()
-    onsets, ends = episodes(F)
+    onsets, ends = episodes(F, diff=1)
     np.testing.assert_array_equal(onsets, [200, 600])
     np.testing.assert_array_equal(ends, [260, 640])
-    onsets, ends = episodes(F, step0=1000)
+    onsets, ends = episodes(F, diff=1, step0=1000)
     np.testing.assert_array_equal(onsets, [1200, 1600])
+    # second difference: d2 = dF(t) - dF(t-1) alternates from s to e + 1 (the return to the drift)
+    onsets, ends = episodes(F, diff=2)
+    np.testing.assert_array_equal(onsets, [200, 600])
+    np.testing.assert_array_equal(ends, [261, 641])
 
 
 def test_episodes_window_noise_merge_and_nonfinite():
     short = signal(episodes_=((100, 106), (300, 340)))  # 7 alternating steps < window 10
-    np.testing.assert_array_equal(episodes(short)[0], [300])
-    np.testing.assert_array_equal(episodes(short, window=7)[0], [100, 300])
+    np.testing.assert_array_equal(episodes(short, diff=1)[0], [300])
+    np.testing.assert_array_equal(episodes(short, window=7, diff=1)[0], [100, 300])
     rng = np.random.default_rng(0)
     flat = 0.3 + 1e-8 * rng.standard_normal(5000)  # converged F with rounding-level noise
     assert episodes(flat)[0].size == 0 and episodes(flat, min_amp=0.0)[0].size > 0
-    split = signal(episodes_=((200, 230), (234, 270)))  # one cascade, 3 quiet steps in between
-    assert len(episodes(split)[0]) == 2
-    onsets, ends = episodes(split, merge_gap=3)
-    np.testing.assert_array_equal(onsets, [200])
-    np.testing.assert_array_equal(ends, [270])
-    assert len(episodes(split, merge_gap=2)[0]) == 2
     broken = signal()
     broken[700:] = np.nan  # a diverged run
+    np.testing.assert_array_equal(episodes(broken, diff=1)[0], [200, 600])
     np.testing.assert_array_equal(episodes(broken)[0], [200, 600])
 
 
-def test_threshold_exact_on_synthetic_lambda_max():
-    F = signal()
-    lam_steps = np.arange(0, 1000, 25)
-    lam = 0.01 * lam_steps + 1.0  # lambda_max(step)
-    out = threshold(F, lam_steps, lam)
-    at = [200, 600]  # last samples at or before the onsets 200 and 600
-    assert out["values"] == [3.0, 7.0] and out["n_onsets"] == 2 and out["n"] == 2
-    assert out["mean"] == pytest.approx(5.0) and out["std"] == pytest.approx(np.std([3.0, 7.0], ddof=1))
-    assert out["onsets"] == at and out["ends"] == [260, 640]
-    both = threshold(F, lam_steps, lam, include_ends=True)  # ends 260 -> sample 250, 640 -> 625
-    assert both["values"] == [3.0, 7.0, 3.5, 7.25] and both["n_onsets"] == 2
+def drifting(n=2000, s=1000, rate=0.05, c0=1e-6, slope=-0.01):
+    """F = 1 + slope t + c(t) (-1)^t, c(t) = c0 exp(rate (t - s)) from step s on (a growing period-2
+    oscillation under a drift |slope| that exceeds it for a while), and |d2F(t)| = c(t) + 2c(t-1) + c(t-2)."""
+    t = np.arange(n)
+    c = np.where(t >= s, c0 * np.exp(rate * (t - s)), 0.0)
+    F = 1.0 + slope * t + c * (-1.0) ** t
+    a2 = c + 2 * np.r_[0, c[:-1]] + np.r_[0, 0, c[:-2]]
+    return F, a2
+
+
+def test_onset_under_a_drift_is_where_the_oscillation_reaches_onset_amp():
+    F, a2 = drifting()
+    onsets, ends = episodes(F, onset_amp=1e-3)
+    expected = int(np.flatnonzero(a2 >= 1e-3)[0])  # exact: the first step whose |d2F| >= 1e-3
+    np.testing.assert_array_equal(onsets, [expected])
+    assert ends.tolist() == [len(F) - 1]  # still running at the last step
+    # dF keeps the drift's sign until c(t) + c(t-1) > |slope|: the first-difference detector is late
+    late = episodes(F, diff=1)[0]
+    assert late.size == 1 and late[0] > expected + 20
+    # an alternation that never reaches onset_amp (a stable, resonant mode) is no onset
+    small, _ = drifting(c0=1e-6, rate=0.0)
+    assert episodes(small, onset_amp=1e-3)[0].size == 0 and episodes(small, onset_amp=0.0)[0].size == 1
+
+
+def test_cascades_group_episodes_separated_by_less_than_quiet():
+    onsets = np.array([100, 150, 400, 1000, 1030, 1300])
+    ends = np.array([140, 390, 420, 1020, 1100, 1310])
+    first, last = cascades(onsets, ends, quiet=50)
+    np.testing.assert_array_equal(first, [100, 1000, 1300])
+    np.testing.assert_array_equal(last, [420, 1100, 1310])
+    first, last = cascades(onsets, ends, quiet=200)
+    np.testing.assert_array_equal(first, [100, 1000])
+    np.testing.assert_array_equal(last, [420, 1310])
+    assert cascades(np.array([], np.int64), np.array([], np.int64), 10)[0].size == 0
+
+
+def test_branch_average_of_an_alternating_sample_series():
+    steps = np.arange(0, 500, 25)
+    base = 1.0 + 0.001 * steps
+    lam = base + 0.4 * (-1.0) ** np.arange(steps.size)  # odd stride: alternate branches
+    at = np.array([10, 100, 260])
+    # last two samples at or before 100: steps 75 and 100; their mean is base at 87.5
+    np.testing.assert_allclose(branch_average(steps, lam, at)[1:], [1.0 + 0.001 * 87.5, 1.0 + 0.001 * 237.5])
+    assert np.isnan(branch_average(steps, lam, at)[0])  # only one sample before step 10
+
+
+def test_threshold_one_value_per_cascade_and_literal_variant():
+    # two cascades of two episodes each (quiet = 0.1 * T = 100 steps), then one isolated episode
+    F = signal(n=3000, episodes_=((200, 260), (300, 340), (1000, 1040), (1060, 1100), (2000, 2030)))
+    lam_steps = np.arange(0, 3000, 25)
+    lam = 0.001 * lam_steps + 1.0 + 0.3 * (-1.0) ** np.arange(lam_steps.size)
+    out = threshold(F, lam_steps, lam, T=1000)
+    assert out["cascade_onsets"] == [200, 1000, 2000] and out["n_onsets"] == 5
+    assert out["cascade_ends"] == [341, 1101, 2031]
+    np.testing.assert_allclose(out["values"], [1.1875, 1.9875, 2.9875])  # 1 + 0.001 * (s - 12.5)
+    assert out["mean"] == pytest.approx(np.mean([1.1875, 1.9875, 2.9875])) and out["n"] == 3
+    # literal: every sample-to-sample change is a jump of 0.6 +- 0.025 >= 0.1; the first one in
+    # [onset - 100, end + 100] starts at the sample before it, the last ends at the sample after it
+    c0 = out["literal"]["per_cascade"][0]
+    assert (c0["start_step"], c0["end_step"]) == (75, 425)  # the jump 75 -> 100 is the first
+    assert c0["start"] == pytest.approx(lam[3]) and c0["end"] == pytest.approx(lam[17])
+    assert out["literal"]["n"] == 6 and out["literal"]["jump"]["min"] == pytest.approx(0.575)
 
 
 def test_threshold_summary_per_seed_and_pooled_is_json():
     F0, F1 = signal(), signal(episodes_=((50, 90), (410, 450), (800, 840)))
-    lam_steps = np.arange(60, 1000, 25)  # first sample after seed 1's onset at 50 -> skipped
+    lam_steps = np.arange(60, 1000, 25)
     lam = np.stack([np.full(lam_steps.size, 2.0), 0.01 * lam_steps])
-    out = threshold_summary(np.stack([F0, F1]), lam_steps, lam, seeds=[5, 6])
+    out = threshold_summary(np.stack([F0, F1]), lam_steps, lam, T=1000, seeds=[5, 6])
     s0, s1 = out["per_seed"]
-    assert (s0["seed"], s0["mean"], s0["std"], s0["n_onsets"]) == (5, 2.0, 0.0, 2)
-    assert s1["seed"] == 6 and s1["n_onsets"] == 3 and s1["n"] == 2 and s1["values"][0] is None
-    np.testing.assert_allclose(s1["values"][1:], [4.1, 7.85])
-    pooled = [2.0, 2.0, 4.1, 7.85]
-    assert out["n_onsets"] == 5 and out["n"] == 4
+    assert (s0["seed"], s0["mean"], s0["std"], s0["n"]) == (5, 2.0, 0.0, 2)
+    # seed 1's episode at step 50 has no quiet stretch (100 steps) before it: the initial transient
+    assert s1["seed"] == 6 and s1["n"] == 2 and s1["n_early"] == 1 and s1["cascade_onsets"] == [410, 800]
+    np.testing.assert_allclose(s1["values"], [3.975, 7.725])  # 0.01 * (385 + 410) / 2, ...
+    pooled = [2.0, 2.0, 3.975, 7.725]
+    assert out["n"] == 4 and out["n_onsets"] == 5
+    few = threshold(F0, np.array([210, 500, 700]), np.array([1.0, 2.0, 3.0]), T=1000)  # none before 200
+    assert few["values"][0] is None and few["values"][1] == 1.5 and few["n"] == 1
     assert out["mean"] == pytest.approx(np.mean(pooled)) and out["std"] == pytest.approx(np.std(pooled, ddof=1))
-    assert out["detector"] == {"window": 10, "min_amp": 1e-6, "merge_gap": 0, "include_ends": False}
+    assert out["seed_mean"]["n"] == 2 and out["seed_mean"]["mean"] == pytest.approx((2.0 + 5.85) / 2)
+    assert out["detector"] == {**DETECTOR, "quiet_steps": 100}
     json.dumps(out, allow_nan=False)
-    empty = threshold_summary(np.ones((1, 100)), lam_steps, lam[:1])
+    empty = threshold_summary(np.ones((1, 100)), lam_steps, lam[:1], T=1000)
     assert (empty["mean"], empty["std"], empty["n_onsets"]) == (None, None, 0)
+
+
+def gd_moving_valley(eta, kappa=2e-5, v=0.01, every=25, max_steps=30_000):
+    """Gradient descent on F_t(x, y) = k(t)/2 (x - v t)^2 + 1/(2 eta) (y - v t)^2 with
+    eta k(t) = 1.8 + kappa t: a valley moving at speed v whose curvature k grows slowly through
+    2/eta (at t = 0.2 / kappa). Returns (F per step, probe steps, lambda_max = k at the probes);
+    stops once F has blown up."""
+    x = y = 0.0
+    F, lam = [], []
+    for t in range(max_steps):
+        k = (1.8 + kappa * t) / eta
+        F.append(0.5 * k * (x - v * t) ** 2 + 0.5 / eta * (y - v * t) ** 2)
+        if t % every == 0:
+            lam.append(max(k, 1 / eta))
+        if F[-1] > 1e6:
+            break
+        x, y = x - eta * k * (x - v * t), y - (y - v * t)
+    return np.array(F), every * np.arange(len(lam)), np.array(lam)
+
+
+@pytest.mark.parametrize("eta", [0.5, 2.0])
+def test_gradient_descent_threshold_is_two_over_eta(eta):
+    F, steps, lam = gd_moving_valley(eta)
+    out = threshold(F, steps, lam, T=1000)
+    assert out["n"] == 1
+    assert out["mean"] == pytest.approx(2 / eta, rel=0.03)
+    # every onset-free stretch before the crossing is quiet: no cascade below 2/eta
+    assert out["cascade_onsets"][0] > 0.2 / 2e-5
 
 
 # --- dynamical MSE ------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def probe_series(probe_rows: list[dict], n_runs: int) -> tuple[np.ndarray, dict[
 def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], probe_rows: list[dict], F_RxT: np.ndarray,
                   seeds: list[int], gamma_dense: np.ndarray, figures: list[Path]) -> dict[str, Any] | None:
     """probes.npz (per-step F, every probe series), the threshold estimate (when the Hessian is
-    probed) and the Fig. 4 figure."""
+    probed) and the Fig. 4 figure (of the first seed, with its own threshold line)."""
     steps, series = probe_series(probe_rows, len(seeds))
     np.savez_compressed(out_dir / "probes.npz", F=F_RxT, F_steps=np.arange(F_RxT.shape[1]), probe_steps=steps,
                         **series)
@@ -69,7 +69,9 @@ def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], probe_rows: list
 
     hessian = series["hessian_lambda_max"]
     keep = np.isfinite(hessian).any(axis=0)  # the steps where the Hessian was probed
-    thr = threshold_of(F_RxT, steps[keep], hessian[:, keep], seeds, cfg.optimizer.lr)
+    h = cfg.probes["hessian"]
+    thr = threshold_of(F_RxT, steps[keep], hessian[:, keep], seeds, cfg.optimizer.lr, cfg.schedule.T,
+                       h.quiet_frac, h.onset_amp)
     try:
         from dlf.figures.probes import fig4
     except ImportError:
@@ -80,7 +82,7 @@ def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], probe_rows: list
          row_steps=np.array([r["step"] for r in rows]), train_acc=np.array([r["train_acc"][0] for r in rows], float),
          val_acc=np.array([r["val_acc"][0] for r in rows], float), probe_steps=steps[keep],
          hessian=hessian[0, keep], ntk=ntk[0, keep],
-         threshold=thr["mean"], lr=cfg.optimizer.lr, onsets=first["onsets"], ends=first["ends"],
+         threshold=first["mean"], lr=cfg.optimizer.lr, onsets=first["cascade_onsets"], ends=first["cascade_ends"],
          title=f"{cfg.dataset.name} {models.MODELS[cfg.model.name].describe(cfg.model)}, A={cfg.schedule.A:g}, "
                f"T={cfg.schedule.T}, lr {cfg.optimizer.lr:g}, seed {seeds[0]}")
     figures.append(out_dir / "probes.png")

@@ -40,12 +40,14 @@ PROBES: Registry[ProbeSpec] = Registry("probes")
 class HessianConfig:
     every: int = setting(0, low=0, doc="steps between probes (0: off, no cost)")
     order: int = setting(20, low=1, doc="Lanczos order (full reorthogonalisation)")
+    quiet_frac: float = setting(0.1, gt=0.0, doc="threshold: a cascade ends after a quiet stretch of quiet_frac * T steps")
+    onset_amp: float = setting(1e-3, gt=0.0, doc="threshold: an onset is where |F(t) - 2F(t-1) + F(t-2)| reaches this")
 
 
 @dataclass(frozen=True)
 class NTKConfig:
     every: int = setting(0, low=0, doc="steps between probes (0: off, no cost)")
-    samples: int = setting(51, low=1, doc="points of the NTK sample set")
+    samples: int | None = setting(None, low=1, doc="points of the NTK sample set; null = the whole training set")
     set: str = setting("balanced", choices=("balanced", "first"), doc="balanced: per class; first: the first N")
     order: int = setting(20, low=1, doc="Lanczos order of the matrix-free NTK")
     explicit_max: int = setting(60, low=0, doc="explicit J J^T + eigvalsh up to this many samples x outputs")
@@ -62,15 +64,19 @@ def make_hessian(p: HessianConfig, ctx: ProbeContext) -> Evaluator:
 
 
 def ntk_indices(p: NTKConfig, y_train: np.ndarray, classes: int) -> np.ndarray:
-    """The NTK sample set: class-balanced (default) or the first N points (the authors' notebook,
-    whose first 50 spiral points are all of class 0)."""
+    """The NTK set: every training point (samples null, the default: the paper's Sec. 3.4 NTK over
+    all N samples), or a sample set of that size, class-balanced or the first N points (the
+    authors' notebook, whose first 50 spiral points are all of class 0)."""
+    if p.samples is None:
+        return np.arange(len(y_train))
     n = min(p.samples, len(y_train))
     return balanced_subset(y_train, n, classes) if p.set == "balanced" else first_n(y_train, n)
 
 
 def make_ntk(p: NTKConfig, ctx: ProbeContext) -> Evaluator:
-    """Top eigenvalue of the empirical NTK on the sample set: explicit J J^T + eigvalsh up to
-    p.explicit_max rows (samples x outputs), matrix-free Lanczos beyond."""
+    """Top eigenvalue of the empirical NTK Theta = J J^T on the NTK set (J: Jacobian of the N x C
+    logits, no 1/N): explicit J J^T + eigvalsh up to p.explicit_max rows (samples x outputs),
+    matrix-free Lanczos beyond."""
     idx_np = ntk_indices(p, ctx.y_train, ctx.classes)
     explicit = len(idx_np) * ctx.classes <= p.explicit_max
 
