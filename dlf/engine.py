@@ -80,6 +80,10 @@ class Program:
     compute_dtype: Any = None  # inputs cast to this before the model (None: the data's dtype)
     probe: Callable | None = None  # (program, state, hp, data) -> {name: scalar}, at every chunk end
     trace_loss: bool = False  # full batch: a chunk also returns F(t) of each of its steps
+    # full batch: (params, x, y, gamma_C) -> (F, grads) used instead of value_and_grad of apply and
+    # loss (dlf.fused: the MLP's step in two fused loops); None: the generic gradient
+    loss_grad: Callable | None = None
+    compiler_options: Any = None  # XLA options of the compiled chunks only (dlf.fused: CPU fast-math)
 
     def gamma(self, step, hp: Hyper, dtype=jnp.float32):
         return gamma(step, hp.A, hp.T, self.num_classes, self.shape, hp.off_step, dtype)
@@ -113,7 +117,12 @@ class Program:
         if idx is not None:
             x, y = x[idx], y[idx]
         x = self.inputs(x, data)
-        (F, model_state), grads = jax.value_and_grad(self.objective(state, hp, x, y, data), has_aux=True)(state.params)
+        if self.loss_grad is not None and idx is None:
+            F, grads = self.loss_grad(state.params, x, y, self.gamma(state.step, hp, self.loss_dtype(data)))
+            model_state = state.model_state
+        else:
+            (F, model_state), grads = jax.value_and_grad(self.objective(state, hp, x, y, data),
+                                                         has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         alive = state.diverged_step < 0
@@ -253,6 +262,7 @@ class Compiled:
             local = over_runs(fn, self.n_padded // self.n_dev, vmap_size, hp_axis)
             return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False)
 
+        self.compiler_options = program.compiler_options
         self._chunk = lambda n: jax.jit(lift(partial(program.chunk, n_steps=n), (P("runs"), P("runs"))),
                                         donate_argnums=0)
         t0 = time.perf_counter()
@@ -266,7 +276,7 @@ class Compiled:
     def _runner(self, n: int):
         """The compiled chunk of n units (compiled on first use: a resumed run may need a new length)."""
         if n not in self.runners:
-            self.runners[n] = self._chunk(n).lower(*self._args).compile()
+            self.runners[n] = self._chunk(n).lower(*self._args).compile(self.compiler_options)
         return self.runners[n]
 
     def _place(self, states, hp, data):

@@ -79,8 +79,8 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
     import jax.numpy as jnp
 
     from dlf import diagram
-    from dlf.engine import Compiled, Hyper, _pad_runs, default_vmap_size, init_states
-    from dlf.run import dtype_of, pieces, use_compile_cache
+    from dlf.engine import Compiled, Hyper, _pad_runs, init_states
+    from dlf.run import dtype_of, pieces, runs_vectorised, use_compile_cache
     from dlf.schedule import NEVER
 
     t_start = time.perf_counter()
@@ -92,7 +92,6 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
     runs = [(A, T, s) for A, T in grid for s in seeds]  # point-major: a chunk holds whole points
     steps = cfg.train.steps
     dtype = dtype_of(cfg)
-    vmap_size = cfg.train.vmap_size or default_vmap_size()
 
     offs = {T: config_lib.replace(cfg, schedule=dict(T=T)).off_step for T in {T for _, T in grid}}
     off = {T: NEVER if o is None else o for T, o in offs.items()}  # validated once per period
@@ -100,6 +99,7 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
 
     with jax.enable_x64(cfg.precision == "float64"):
         program, model, tx, data, init = pieces(cfg)
+        vmap_size = runs_vectorised(cfg, program)
         seed_states = init_states(model, tx, seeds, data.x_train, init)  # the same inits at every point
         n_params = sum(x.size for x in jax.tree.leaves(jax.tree.map(lambda x: x[0], seed_states.params)))
         width = cfg.model.width
@@ -120,9 +120,9 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
 
         _, states0, hp0 = chunk(0)
         log.info("dlf.phase: %d points x %d seeds = %d runs x %d steps, %s width %d, %d chunk(s) of "
-                 "%d runs on %d %s device(s), vmap_size=%s -> %s", len(grid), len(seeds), len(runs),
+                 "%d runs on %d %s device(s), %s step, vmap_size=%s -> %s", len(grid), len(seeds), len(runs),
                  steps, cfg.precision, width, n_chunks, size, n_dev, jax.default_backend(),
-                 vmap_size or "all", out_dir)
+                 "fused" if program.loss_grad else "generic", vmap_size or "all", out_dir)
         compiled = Compiled(program, states0, hp0, data, steps, cfg.train.log_every, hp_axis=0,
                             vmap_size=vmap_size)
         log.info("dlf.phase: compiled in %.1f s", compiled.compile_s)

@@ -79,7 +79,16 @@ def pieces(cfg: Config):
                       shape=cfg.schedule.shape, batch_size=cfg.train.batch_size,
                       steps_per_epoch=cfg.steps_per_epoch(n_train), eval_batch=cfg.train.eval_batch_size,
                       compute_dtype=models.COMPUTE_DTYPES[cfg.precision] if cfg.model.name != "mlp" else None)
+    from dlf import fused  # train.step: the MLP's fused step where it applies (dlf.fused)
+
+    if fused.use_fused(cfg, jax.default_backend()):
+        program = fused.attach(program)
     return program, model, tx, data, init
+
+
+def runs_vectorised(cfg: Config, program: Program) -> int | None:
+    """train.vmap_size, else: all runs of a device for the fused step (measured), else by backend."""
+    return cfg.train.vmap_size or (None if program.loss_grad is not None else default_vmap_size())
 
 
 def build(cfg: Config) -> Built:
@@ -157,16 +166,17 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
                  "hydra.run.dir=... to train again.", out_dir, done["status"])
         return done
     use_compile_cache(cfg.compile_cache)
-    vmap_size = cfg.train.vmap_size or default_vmap_size()
     with jax.enable_x64(cfg.precision == "float64"):
         b = build(cfg)
+        vmap_size = runs_vectorised(cfg, b.program)
         n_train = int(b.data.x_train.shape[0])
         steps, spe = cfg.total_steps(n_train), cfg.steps_per_epoch(n_train)
         units = cfg.train.epochs if cfg.epoch_run else steps
         unit = "epochs" if cfg.epoch_run else "steps"
-        log.info("dlf: %d seed(s) x %d %s (%d steps), A=%g T=%d shape=%s, %s, %s %s, vmap_size=%s -> %s",
+        log.info("dlf: %d seed(s) x %d %s (%d steps), A=%g T=%d shape=%s, %s, %s %s, %s step, vmap_size=%s -> %s",
                  cfg.seeds, units, unit, steps, cfg.schedule.A, cfg.schedule.T, cfg.schedule.shape,
-                 cfg.precision, cfg.dataset.name, cfg.model.name, vmap_size or "all", out_dir)
+                 cfg.precision, cfg.dataset.name, cfg.model.name,
+                 "fused" if b.program.loss_grad else "generic", vmap_size or "all", out_dir)
         ckpt, start, states = None, 0, b.states
         rows: list[dict[str, Any]] = []
         if ckpt_on:

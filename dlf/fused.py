@@ -1,0 +1,135 @@
+"""A fused full-batch loss-and-gradient for the one-hidden-layer MLP with dynamical cross-entropy.
+
+The generic engine differentiates the Flax model with `jax.value_and_grad`: on a CPU that is
+~25 small kernels per step, each storing (samples, hidden) arrays. Here the same maths is two
+passes that never store anything of size (samples, hidden): the pre-activation z = x W1 + b1 is
+recomputed inside each pass from the parameters and the (N,) data columns, and each pass is one
+variadic `lax.reduce` (several outputs at once), which XLA compiles to one loop nest:
+
+  pass 1, over the hidden axis:  logits_c(n) = sum_h relu(z_nh) W2_hc   (+ b2_c)
+  pass 2, over the samples:      dW2_hc = sum_n relu(z_nh) g_nc,  db1_h = sum_n dz_nh,
+                                 dW1_dh = sum_n x_nd dz_nh,  dz_nh = [z_nh > 0] sum_c g_nc W2_hc
+
+with g = dF/dlogits = Gamma_y (softmax - onehot) / N.
+
+Only the compiled training chunks get `COMPILER_OPTIONS` (XLA:CPU fast-math, 512-bit vectors, no
+YNNPACK reductions): without fast-math LLVM may not re-associate the sums and leaves them scalar
+(~10x slower), and YNNPACK's reduce kernels cost more than the whole step on these small arrays.
+They are per-compilation options, not process-wide XLA_FLAGS, so initialisation, evaluation and
+everything else compile as usual (a seed gives the same initial parameters on either path).
+NaN and Inf stay honoured (XLA's fast-math defaults), so the divergence guard works unchanged;
+sums and exp/log are re-associated/approximated, so the fused path agrees with the generic one
+to rounding (float64: ~1e-13 over 100 steps), not bit for bit (BENCHMARKS.md "Fused step").
+
+Applies to: model mlp, loss cross_entropy, full batch, no probes, plain (non-image) inputs. Any
+width, class count and input dimension; float32 and float64. The optax update and the divergence
+guard stay the engine's (Program.step_with_loss with `loss_grad` set).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+STEPS = ("auto", "fused", "generic")
+_LOG_TINY = {jnp.dtype(t): float(jnp.log(jnp.finfo(t).tiny)) for t in (jnp.float32, jnp.float64)}
+COMPILER_OPTIONS = {
+    "xla_cpu_enable_fast_math": True,  # lets LLVM vectorise the reductions (re-associates sums)
+    "xla_cpu_prefer_vector_width": 512,  # 16 float32 lanes where the CPU has AVX-512
+    # library fusions for dots only: YNNPACK reduce kernels are ~3x slower here than XLA's loops
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+}
+
+
+def _sum(operands, axis: int):
+    """Sums of several same-shape arrays over `axis` as ONE variadic reduce (one loop nest)."""
+    zeros = [jnp.zeros((), x.dtype) for x in operands]
+    return lax.reduce(list(operands), zeros, lambda a, b: [u + v for u, v in zip(a, b)], (axis,))
+
+
+def _pre_activation(W1_DxH, b1_H, x_NxD, transposed: bool):
+    """z = x W1 + b1 as D broadcast multiply-adds: (N, H), or (H, N) when transposed."""
+    D = x_NxD.shape[1]
+    if transposed:
+        z = b1_H[:, None]
+        for d in range(D):
+            z = z + W1_DxH[d][:, None] * x_NxD[:, d][None, :]
+    else:
+        z = b1_H[None, :]
+        for d in range(D):
+            z = z + x_NxD[:, d][:, None] * W1_DxH[d][None, :]
+    return z
+
+
+def mlp_logits(params, x_NxD):
+    """The MLP's logits (N, C), computed as fused pass 1 (never stores (N, H))."""
+    W1, b1 = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
+    W2, b2 = params["Dense_1"]["kernel"], params["Dense_1"]["bias"]
+    h_HxN = jnp.maximum(_pre_activation(W1, b1, x_NxD, transposed=True), 0)
+    cols = _sum([h_HxN * W2[:, c][:, None] for c in range(W2.shape[1])], axis=0)
+    return jnp.stack(cols, axis=-1) + b2
+
+
+def loss_and_grad(params, x_NxD, y_N, gamma_C) -> tuple[jax.Array, Any]:
+    """(F, dF/dparams) of F = mean_n Gamma_{y_n} CE(mlp(x_n), y_n) for one run (Flax MLP params)."""
+    W1, b1 = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
+    W2 = params["Dense_1"]["kernel"]
+    N, D = x_NxD.shape
+    C = W2.shape[1]
+    logits = mlp_logits(params, x_NxD)
+    onehot = jax.nn.one_hot(y_N, C, dtype=logits.dtype)
+    w_N = jnp.sum(onehot * gamma_C, axis=-1)  # Gamma_{y_n}: a gather here costs ~1/3 of the step
+    d = logits - jnp.max(logits, axis=-1, keepdims=True)
+    # clipped to [log(tiny), 0]: XLA may recompute the logits in each consumer with sums in another
+    # order (fast-math), so the maximum's own d can come out as +rounding (7e3 at logits ~1e12
+    # in float32: exp -> inf, a false divergence); the clip changes nothing that rounding keeps
+    e = jnp.exp(jnp.clip(d, _LOG_TINY[logits.dtype], 0))
+    s = jnp.sum(e, axis=-1)
+    ce_N = jnp.log(s) - jnp.sum(onehot * d, axis=-1)
+    F = jnp.mean(w_N * ce_N)
+    g_NxC = (w_N / N)[:, None] * (e / s[:, None] - onehot)
+
+    z = _pre_activation(W1, b1, x_NxD, transposed=False)  # (N, H), recomputed: never stored
+    on = z > 0
+    h = jnp.where(on, z, 0)
+    dh = sum(g_NxC[:, c][:, None] * W2[:, c][None, :] for c in range(C))
+    dz = jnp.where(on, dh, 0)
+    sums = _sum([h * g_NxC[:, c][:, None] for c in range(C)] + [dz]
+                + [dz * x_NxD[:, d][:, None] for d in range(D)], axis=0)
+    grads = {"Dense_0": {"kernel": jnp.stack(sums[C + 1:], axis=0), "bias": sums[C]},
+             "Dense_1": {"kernel": jnp.stack(sums[:C], axis=-1), "bias": jnp.sum(g_NxC, axis=0)}}
+    return F, grads
+
+
+def applies(cfg) -> tuple[bool, str]:
+    """(whether the fused step can train cfg, why not)."""
+    if cfg.model.name != "mlp":
+        return False, f"model.name={cfg.model.name} (fused: mlp only)"
+    if cfg.loss != "cross_entropy":
+        return False, f"loss={cfg.loss} (fused: cross_entropy only)"
+    if cfg.epoch_run:
+        return False, "mini-batch run (fused: full batch only)"
+    if cfg.probes.every:
+        return False, "probes on (fused: probes.every=0 only)"
+    if cfg.dataset.name != "spiral":
+        return False, f"dataset.name={cfg.dataset.name} (fused: plain vector inputs only)"
+    return True, ""
+
+
+def use_fused(cfg, backend: str) -> bool:
+    """train.step: fused -> yes (a ConfigError if it cannot); generic -> no; auto -> on CPU when it applies."""
+    from dlf.config import ConfigError
+
+    ok, why = applies(cfg)
+    if cfg.train.step == "fused" and not ok:
+        raise ConfigError(f"train.step=fused is not allowed with {why}; expected train.step=auto or generic")
+    return ok and (cfg.train.step == "fused" or (cfg.train.step == "auto" and backend == "cpu"))
+
+
+def attach(program):
+    """`program` training with the fused gradient, its chunks compiled with COMPILER_OPTIONS."""
+    import dataclasses
+
+    return dataclasses.replace(program, loss_grad=loss_and_grad, compiler_options=COMPILER_OPTIONS)
