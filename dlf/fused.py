@@ -27,6 +27,7 @@ guard stay the engine's (Program.step_with_loss with `loss_grad` set).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -63,43 +64,54 @@ def _pre_activation(W1_DxH, b1_H, x_NxD, transposed: bool):
     return z
 
 
-def mlp_logits(params, x_NxD):
-    """The MLP's logits (N, C), computed as fused pass 1 (never stores (N, H))."""
+def _logit_columns(params, x_NxD) -> list[jax.Array]:
+    """Fused pass 1: the C logit columns, each (N,) (never stores (N, H))."""
     W1, b1 = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
     W2, b2 = params["Dense_1"]["kernel"], params["Dense_1"]["bias"]
     h_HxN = jnp.maximum(_pre_activation(W1, b1, x_NxD, transposed=True), 0)
     cols = _sum([h_HxN * W2[:, c][:, None] for c in range(W2.shape[1])], axis=0)
-    return jnp.stack(cols, axis=-1) + b2
+    return [col + b2[c] for c, col in enumerate(cols)]
+
+
+def mlp_logits(params, x_NxD):
+    """The MLP's logits (N, C) by fused pass 1."""
+    return jnp.stack(_logit_columns(params, x_NxD), axis=-1)
 
 
 def loss_and_grad(params, x_NxD, y_N, gamma_C) -> tuple[jax.Array, Any]:
-    """(F, dF/dparams) of F = mean_n Gamma_{y_n} CE(mlp(x_n), y_n) for one run (Flax MLP params)."""
+    """(F, dF/dparams) of F = mean_n Gamma_{y_n} CE(mlp(x_n), y_n) for one run (Flax MLP params).
+    Per-sample quantities are kept as C separate (N,) columns: elementwise over the samples,
+    they vectorise; an (N, C) array would be reduced along its 3-wide minor axis."""
     W1, b1 = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
     W2 = params["Dense_1"]["kernel"]
     N, D = x_NxD.shape
     C = W2.shape[1]
-    logits = mlp_logits(params, x_NxD)
-    onehot = jax.nn.one_hot(y_N, C, dtype=logits.dtype)
-    w_N = jnp.sum(onehot * gamma_C, axis=-1)  # Gamma_{y_n}: a gather here costs ~1/3 of the step
-    d = logits - jnp.max(logits, axis=-1, keepdims=True)
-    # clipped to [log(tiny), 0]: XLA may recompute the logits in each consumer with sums in another
-    # order (fast-math), so the maximum's own d can come out as +rounding (7e3 at logits ~1e12
-    # in float32: exp -> inf, a false divergence); the clip changes nothing that rounding keeps
-    e = jnp.exp(jnp.clip(d, _LOG_TINY[logits.dtype], 0))
-    s = jnp.sum(e, axis=-1)
-    ce_N = jnp.log(s) - jnp.sum(onehot * d, axis=-1)
+    logits = _logit_columns(params, x_NxD)
+    dtype = logits[0].dtype
+    is_y = [y_N == c for c in range(C)]
+    w_N = sum(jnp.where(is_y[c], gamma_C[c], 0) for c in range(C))  # Gamma_{y_n}, without a gather
+    m = functools.reduce(jnp.maximum, logits)
+    # d clipped to [log(tiny), 0]: XLA may recompute the logits in each consumer with sums in
+    # another order (fast-math), so the maximum's own d can come out as +rounding (7e3 at logits
+    # ~1e12 in float32: exp -> inf, a false divergence); the clip changes nothing rounding keeps
+    d = [jnp.clip(l - m, _LOG_TINY[dtype], 0) for l in logits]
+    e = [jnp.exp(dc) for dc in d]
+    s = sum(e)
+    ce_N = jnp.log(s) - sum(jnp.where(is_y[c], d[c], 0) for c in range(C))
     F = jnp.mean(w_N * ce_N)
-    g_NxC = (w_N / N)[:, None] * (e / s[:, None] - onehot)
+    w_s = w_N / (N * s)
+    g = [w_s * e[c] - jnp.where(is_y[c], w_N / N, 0) for c in range(C)]  # dF/dlogit_c, (N,) each
 
     z = _pre_activation(W1, b1, x_NxD, transposed=False)  # (N, H), recomputed: never stored
     on = z > 0
     h = jnp.where(on, z, 0)
-    dh = sum(g_NxC[:, c][:, None] * W2[:, c][None, :] for c in range(C))
+    dh = sum(g[c][:, None] * W2[:, c][None, :] for c in range(C))
     dz = jnp.where(on, dh, 0)
-    sums = _sum([h * g_NxC[:, c][:, None] for c in range(C)] + [dz]
-                + [dz * x_NxD[:, d][:, None] for d in range(D)], axis=0)
+    sums = _sum([h * g[c][:, None] for c in range(C)] + [dz]
+                + [dz * x_NxD[:, k][:, None] for k in range(D)], axis=0)
     grads = {"Dense_0": {"kernel": jnp.stack(sums[C + 1:], axis=0), "bias": sums[C]},
-             "Dense_1": {"kernel": jnp.stack(sums[:C], axis=-1), "bias": jnp.sum(g_NxC, axis=0)}}
+             "Dense_1": {"kernel": jnp.stack(sums[:C], axis=-1),
+                         "bias": jnp.stack(_sum(g, axis=0))}}
     return F, grads
 
 
