@@ -25,6 +25,7 @@ EXPECT = {
     ("probes.py", ["--steps", "20", "--calls", "2", "--repeats", "1", "--order", "5", "--ntk-order", "5",
                    "--fig4-steps", "50"]),
     ("cifar.py", ["--width", "4", "--images", "512", "--epochs", "1"]),
+    ("fused.py", ["--steps", "20", "--ref-steps", "5", "--runs", "4", "--repeats", "1"]),
 ])
 def test_benchmark_runs(script, args):
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-write"],

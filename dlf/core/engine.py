@@ -81,6 +81,10 @@ class Program:
     probes: tuple = ()  # dlf.probes.evaluators.Probe: name, cadence `every`, evaluate(program, state, hp, data, key)
     probe_slots: tuple[int, ...] = ()  # each probe's index into the split of its per-step probe keys
     trace_loss: bool = False  # full batch: a chunk also returns F(t) of each of its steps
+    # full batch: (params, x, y, gamma_C) -> (F, grads) used instead of value_and_grad of apply and
+    # loss (dlf.core.fused: the MLP's step in two fused loops); None: the generic gradient
+    loss_grad: Callable | None = None
+    compiler_options: Any = None  # XLA options of the compiled chunks only (dlf.core.fused: CPU fast-math)
 
     def gamma(self, step, hp: Hyper, dtype=jnp.float32):
         return gamma(step, hp.A, hp.T, self.num_classes, self.shape, hp.off_step, dtype)
@@ -114,7 +118,12 @@ class Program:
         if idx is not None:
             x, y = x[idx], y[idx]
         x = self.inputs(x, data)
-        (F, model_state), grads = jax.value_and_grad(self.objective(state, hp, x, y, data), has_aux=True)(state.params)
+        if self.loss_grad is not None and idx is None:
+            F, grads = self.loss_grad(state.params, x, y, self.gamma(state.step, hp, self.loss_dtype(data)))
+            model_state = state.model_state
+        else:
+            (F, model_state), grads = jax.value_and_grad(self.objective(state, hp, x, y, data),
+                                                         has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         alive = state.diverged_step < 0
@@ -295,8 +304,8 @@ class Compiled:
         may need a new length)."""
         if (n, what) not in self.runners:
             fn = partial(self._program.chunk, n_steps=n, what=what)
-            self.runners[n, what] = jax.jit(self._lift(fn, (P("runs"), P("runs"))),
-                                            donate_argnums=0).lower(*self._args).compile()
+            self.runners[n, what] = jax.jit(self._lift(fn, (P("runs"), P("runs"))), donate_argnums=0).lower(
+                *self._args).compile(self._program.compiler_options)  # training chunks only (dlf.core.fused)
         return self.runners[n, what]
 
     def _place(self, states, hp, data):

@@ -13,7 +13,8 @@ from dlf import data as datasets
 from dlf import models
 from dlf.config import Config
 from dlf.core import optim
-from dlf.core.engine import Data, Hyper, Program, TrainState, init_states
+from dlf.core import fused
+from dlf.core.engine import Data, Hyper, Program, TrainState, default_vmap_size, init_states
 from dlf.core.losses import LOSSES
 from dlf.core.schedule import NEVER
 from dlf.errors import ConfigError
@@ -78,11 +79,19 @@ def program_of(cfg: Config, model: models.Adapter, n_train: int, y_train: np.nda
     probes = evaluators.build(cfg.probes, evaluators.ProbeContext(y_train, C))
     slots = tuple(evaluators.PROBES.names().index(p.name) for p in probes)
     spe, total = cfg.steps_per_epoch(n_train), cfg.total_steps(n_train)
-    return Program(apply=model.apply, tx=optim.build(cfg.optimizer, spe, total), loss=LOSSES[cfg.loss],
+    program = Program(apply=model.apply, tx=optim.build(cfg.optimizer, spe, total), loss=LOSSES[cfg.loss],
                    num_classes=C, probes=probes, probe_slots=slots, trace_loss=bool(probes),
                    shape=cfg.schedule.shape, batch_size=cfg.train.batch_size, steps_per_epoch=spe,
                    eval_batch=cfg.train.eval_batch_size,
                    compute_dtype=models.COMPUTE_DTYPES[cfg.precision] if model.spec.inputs == "image" else None)
+    if fused.use_fused(cfg, jax.default_backend()):  # train.step: the MLP's fused step where it applies
+        program = fused.attach(program)
+    return program
+
+
+def runs_vectorised(cfg: Config, program: Program) -> int | None:
+    """train.vmap_size, else: all runs of a device for the fused step (measured), else by backend."""
+    return cfg.train.vmap_size or (None if program.loss_grad is not None else default_vmap_size())
 
 
 def off_steps(cfg: Config, Ts, n_train: int) -> dict[int, int]:

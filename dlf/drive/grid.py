@@ -16,8 +16,8 @@ from dlf import outputs
 from dlf.analysis import results
 from dlf.analysis.phase_table import Record, best, describe, table, write_csv
 from dlf.config import Config
-from dlf.core.engine import Compiled, default_vmap_size, pad_runs
-from dlf.drive.build import build, bytes_per_run, dtype_of, take
+from dlf.core.engine import Compiled, pad_runs
+from dlf.drive.build import build, bytes_per_run, dtype_of, runs_vectorised, take
 from dlf.drive.progress import GridProgress
 from dlf.drive.run import use_compile_cache, use_matmul_precision
 from dlf.errors import ConfigError
@@ -84,9 +84,9 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
     use_matmul_precision(cfg.matmul_precision)
     grid = points(cfg)
     steps = cfg.train.steps
-    vmap_size = cfg.train.vmap_size or default_vmap_size()
     with jax.enable_x64(cfg.precision == "float64"):
         b = build(cfg, grid)
+        vmap_size = runs_vectorised(cfg, b.program)
         runs = b.runs  # point-major: a chunk holds whole points
         n_dev = min(len(jax.local_devices()), len(runs))
         size = chunk_runs(cfg, len(runs), n_dev, bytes_per_run(b, dtype_of(cfg)), jax.default_backend())
@@ -97,9 +97,10 @@ def run_phase(cfg: Config, out_dir: Path) -> dict[str, Any]:
             return hi - lo, pad_runs(take(b.states, lo, hi), size), pad_runs(take(b.hp, lo, hi), size)
 
         _, states0, hp0 = chunk(0)
-        log.info("dlf.phase: %d points x %d seeds = %d runs x %d steps, %s %s %s, %d chunk(s) of %d runs on "
-                 "%d %s device(s), vmap_size=%s -> %s", len(grid), cfg.seeds, len(runs), steps, cfg.precision,
-                 cfg.model.name, title(cfg), n_chunks, size, n_dev, jax.default_backend(), vmap_size or "all", out_dir)
+        log.info("dlf.phase: %d points x %d seeds = %d runs x %d steps, %s, %s, %d chunk(s) of %d runs on "
+                 "%d %s device(s), %s step, vmap_size=%s -> %s", len(grid), cfg.seeds, len(runs), steps,
+                 cfg.precision, title(cfg), n_chunks, size, n_dev, jax.default_backend(),
+                 "fused" if b.program.loss_grad else "generic", vmap_size or "all", out_dir)
         compiled = Compiled(b.program, states0, hp0, b.data, steps, cfg.train.log_every, hp_axis=0,
                             vmap_size=vmap_size)
         log.info("dlf.phase: compiled in %.1f s", compiled.compile_s)

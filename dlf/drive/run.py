@@ -16,10 +16,10 @@ import numpy as np
 
 from dlf import outputs
 from dlf.config import Config, to_dict
-from dlf.core.engine import Compiled, Timing, default_vmap_size
+from dlf.core.engine import Compiled, Timing
 from dlf.core.schedule import gamma
 from dlf.drive import report
-from dlf.drive.build import build
+from dlf.drive.build import build, runs_vectorised
 from dlf.drive.progress import Progress
 from dlf.tracking.mirror import open_mirror
 
@@ -67,14 +67,15 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
         return done
     use_compile_cache(cfg.compile_cache)
     use_matmul_precision(cfg.matmul_precision)
-    vmap_size = cfg.train.vmap_size or default_vmap_size()
     with jax.enable_x64(cfg.precision == "float64"):
         b = build(cfg)
+        vmap_size = runs_vectorised(cfg, b.program)
         steps, spe = cfg.total_steps(b.n_train), cfg.steps_per_epoch(b.n_train)
         units = cfg.train.epochs if cfg.epoch_run else steps
-        log.info("dlf: %d seed(s) x %d %s (%d steps), A=%g T=%d shape=%s, %s, %s %s, vmap_size=%s -> %s",
+        log.info("dlf: %d seed(s) x %d %s (%d steps), A=%g T=%d shape=%s, %s, %s %s, %s step, vmap_size=%s -> %s",
                  cfg.seeds, units, "epochs" if cfg.epoch_run else "steps", steps, cfg.schedule.A, cfg.schedule.T,
-                 cfg.schedule.shape, cfg.precision, cfg.dataset.name, cfg.model.name, vmap_size or "all", out_dir)
+                 cfg.schedule.shape, cfg.precision, cfg.dataset.name, cfg.model.name,
+                 "fused" if b.program.loss_grad else "generic", vmap_size or "all", out_dir)
         ckpt, start, states = None, 0, b.states
         rows: list[dict[str, Any]] = []
         if ckpt_on:

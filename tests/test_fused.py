@@ -1,0 +1,136 @@
+"""The fused MLP step (dlf.core.fused) against the generic engine: same maths, same outputs."""
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dlf import config as config_lib
+from dlf.core import fused
+from dlf.engine import fit
+from dlf.drive.build import build
+from dlf.drive.run import run
+
+
+def cfg_of(step: str, **over):
+    base = {"model": {"width": 16}, "seeds": 3, "schedule": {"A": 10, "T": 20, "off_last_periods": 1},
+            "train": {"steps": 100, "log_every": 50, "step": step}, "compile_cache": None}
+    for k, v in over.items():
+        if isinstance(v, dict):
+            base.setdefault(k, {}).update(v)
+        else:
+            base[k] = v
+    return config_lib.from_dict(base)
+
+
+def train(cfg, scale_run0: float = 1.0):
+    """(final states, metrics rows, program) of cfg's seeds trained by the engine; run 0's
+    parameters multiplied by scale_run0 first."""
+    rows = []
+    with jax.enable_x64(cfg.precision == "float64"):
+        b = build(cfg)
+        states = b.states._replace(params=jax.tree.map(lambda x: x.at[0].multiply(scale_run0), b.states.params))
+        states, _ = fit(b.program, states, b.hp, b.data, cfg.train.steps, cfg.train.log_every,
+                        lambda s, m: rows.append((s, m)))
+        return jax.device_get(states), rows, b.program
+
+
+def max_rel(a, b):
+    return max(float(np.max(np.abs(x - y)) / (np.max(np.abs(y)) + 1e-30))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_loss_and_grad_equals_jax_grad_float64():
+    cfg = cfg_of("generic", precision="float64", model={"width": 7}, dataset={"classes": 4, "per_class": 20})
+    with jax.enable_x64(True):
+        b = build(cfg)
+        params = jax.tree.map(lambda x: x[1], b.states.params)
+        g = jnp.asarray([2.5, 0.5, 0.7, 0.3])
+        F, grads = jax.jit(fused.loss_and_grad)(params, b.data.x_train, b.data.y_train, g)
+        F_ref, grads_ref = jax.value_and_grad(
+            lambda p: b.program.loss(b.program.apply(p, (), b.data.x_train, True)[0], b.data.y_train, g)[0])(params)
+        assert abs(float(F - F_ref)) < 1e-14
+        assert max_rel(grads, grads_ref) < 1e-13
+        logits = fused.mlp_logits(params, b.data.x_train)
+        np.testing.assert_allclose(logits, b.program.apply(params, (), b.data.x_train, True)[0], rtol=1e-13, atol=1e-13)
+
+
+def test_fused_equals_generic_float64_100_steps():
+    s_f, rows_f, prog_f = train(cfg_of("fused", precision="float64", optimizer={"lr": 1.0}))
+    s_g, rows_g, prog_g = train(cfg_of("generic", precision="float64", optimizer={"lr": 1.0}))
+    assert prog_f.loss_grad is not None and prog_g.loss_grad is None
+    assert max_rel(s_f.params, s_g.params) < 1e-12
+    assert (s_f.step == 100).all() and (s_f.diverged_step == -1).all()
+    for (u, m), (v, n) in zip(rows_f, rows_g):
+        assert u == v and m.keys() == n.keys()
+        np.testing.assert_allclose(m["loss"], n["loss"], rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_fused_equals_generic_float32_2000_steps_lr_01():
+    over = dict(optimizer={"lr": 0.1}, model={"width": 100}, schedule={"A": 10, "T": 100},
+                train={"steps": 2000, "log_every": 1000})
+    s_f, rows_f, _ = train(cfg_of("fused", **over))
+    s_g, rows_g, _ = train(cfg_of("generic", **over))
+    # float32 rounding (different summation orders, fast-math) amplified over 2000 steps: 2.4e-4 measured
+    assert max_rel(s_f.params, s_g.params) < 1e-3
+    np.testing.assert_allclose(rows_f[-1][1]["loss"], rows_g[-1][1]["loss"], rtol=1e-3)
+    np.testing.assert_array_equal(rows_f[-1][1]["train_acc"], rows_g[-1][1]["train_acc"])
+
+
+def test_divergence_detected_and_frozen_per_run():
+    # run 0 starts with parameters 1e20 times too large: its float32 logits overflow (F = inf) at the
+    # first step; both paths freeze it there with its last finite parameters, and train the
+    # other runs on
+    over = dict(optimizer={"lr": 0.1}, train={"steps": 20, "log_every": 20})
+    s_f, rows_f, _ = train(cfg_of("fused", **over), scale_run0=1e20)
+    s_g, _, _ = train(cfg_of("generic", **over), scale_run0=1e20)
+    assert s_f.diverged_step[0] >= 0 and (s_f.diverged_step[1:] == -1).all()
+    np.testing.assert_array_equal(s_f.diverged_step, s_g.diverged_step)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(s_f.params))
+    assert max_rel(s_f.params, s_g.params) < 1e-4
+    assert np.isfinite(rows_f[-1][1]["loss"][1:]).all()
+
+
+def test_same_initial_params_on_either_path():
+    """Initialisation is not compiled with the fused step's fast-math options: bit-identical."""
+    a = build(cfg_of("fused")).states.params
+    b = build(cfg_of("generic")).states.params
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_outputs_identical_in_form(tmp_path):
+    sums, rows = {}, {}
+    for step in ("fused", "generic"):
+        run(cfg_of(step, train={"steps": 40, "log_every": 20}), tmp_path / step)
+        sums[step] = json.loads((tmp_path / step / "summary.json").read_text())
+        rows[step] = [json.loads(x) for x in (tmp_path / step / "metrics.jsonl").read_text().splitlines()]
+    assert sums["fused"].keys() == sums["generic"].keys()
+    assert sums["fused"]["final"].keys() == sums["generic"]["final"].keys()
+    assert [r.keys() for r in rows["fused"]] == [r.keys() for r in rows["generic"]]
+    assert [r["step"] for r in rows["fused"]] == [0, 20, 40]
+    np.testing.assert_allclose(rows["fused"][-1]["loss"], rows["generic"][-1]["loss"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("over, why", [
+    (dict(loss="mse_sample"), "loss"),
+    (dict(train={"batch_size": 30, "epochs": 2, "steps": 100}), "mini-batch"),
+    (dict(probes={"every": 10}), "probes"),
+])
+def test_generic_where_fused_does_not_apply(over, why):
+    cfg = cfg_of("auto", **over)
+    assert not fused.use_fused(cfg, "cpu")
+    assert why in fused.applies(cfg)[1]
+    with pytest.raises(config_lib.ConfigError, match="train.step=fused is not allowed"):
+        fused.use_fused(config_lib.replace(cfg, train={"step": "fused"}), "cpu")
+
+
+def test_auto_is_fused_on_cpu_only():
+    assert fused.use_fused(cfg_of("auto"), "cpu")
+    assert not fused.use_fused(cfg_of("auto"), "gpu")
+    assert fused.use_fused(cfg_of("fused"), "gpu")
+    assert not fused.use_fused(cfg_of("generic"), "cpu")
