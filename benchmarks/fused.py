@@ -30,7 +30,7 @@ def worker(runs: list[int], steps: int, repeats: int) -> None:
     import jax.numpy as jnp
 
     from dlf import config as config_lib
-    from dlf.engine import Compiled
+    from dlf.core.engine import Compiled
     from dlf.drive.build import build, runs_vectorised
 
     out = {}

@@ -10,7 +10,7 @@ import pytest
 
 from dlf import config as config_lib
 from dlf.core import fused
-from dlf.engine import fit
+from dlf.core.engine import fit
 from dlf.drive.build import build
 from dlf.drive.run import run
 
@@ -51,11 +51,11 @@ def test_loss_and_grad_equals_jax_grad_float64():
         g = jnp.asarray([2.5, 0.5, 0.7, 0.3])
         F, grads = jax.jit(fused.loss_and_grad)(params, b.data.x_train, b.data.y_train, g)
         F_ref, grads_ref = jax.value_and_grad(
-            lambda p: b.program.loss(b.program.apply(p, (), b.data.x_train, True)[0], b.data.y_train, g)[0])(params)
+            lambda p: b.program.loss(b.program.apply(p, {}, b.data.x_train, True)[0], b.data.y_train, g)[0])(params)
         assert abs(float(F - F_ref)) < 1e-14
         assert max_rel(grads, grads_ref) < 1e-13
         logits = fused.mlp_logits(params, b.data.x_train)
-        np.testing.assert_allclose(logits, b.program.apply(params, (), b.data.x_train, True)[0], rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(logits, b.program.apply(params, {}, b.data.x_train, True)[0], rtol=1e-13, atol=1e-13)
 
 
 def test_fused_equals_generic_float64_100_steps():
@@ -119,7 +119,7 @@ def test_outputs_identical_in_form(tmp_path):
 @pytest.mark.parametrize("over, why", [
     (dict(loss="mse_sample"), "loss"),
     (dict(train={"batch_size": 30, "epochs": 2, "steps": 100}), "mini-batch"),
-    (dict(probes={"every": 10}), "probes"),
+    (dict(probes={"hessian": {"every": 10}}), "probes"),
 ])
 def test_generic_where_fused_does_not_apply(over, why):
     cfg = cfg_of("auto", **over)
