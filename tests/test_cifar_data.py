@@ -148,6 +148,7 @@ def real_batches(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_real_cifar10_through_local(real_batches):
     train, test = cifar10.load("local", str(real_batches), None, None)
     assert train.x.shape == (50000, 32, 32, 3) and test.x.shape == (10000, 32, 32, 3)

@@ -10,8 +10,15 @@ from dlf import config as config_lib
 from dlf.drive.run import run
 
 GROUPS = ("dataset", "model", "optimizer", "schedule", "logger")
-OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+_HEAVY = ("myrtle", "wrn", "cifar", "fig1", "fig4", "fig5")  # conv nets on CPU, probe runs: make test only
+
+
+def _cost(*values):
+    return pytest.param(*values, marks=pytest.mark.slow) if values[-1].startswith(_HEAVY) else pytest.param(*values)
+
+
+OPTIONS = [_cost(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+EXPERIMENTS = [_cost(p.stem) for p in sorted((CONF / "experiment").glob("*.yaml"))]
 
 
 config_lib.register_resolvers()

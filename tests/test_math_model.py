@@ -100,6 +100,7 @@ def _problem(width=16, lr=0.5, dtype=jnp.float64):
     return model, tx, prog, data
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_engine_steps_are_exact_gradient_descent():
     """k engine steps == k hand-written GD steps on F(t) with explicitly computed Gamma(t)."""
     with jax.enable_x64(True):
@@ -129,6 +130,7 @@ def test_engine_steps_are_exact_gradient_descent():
         assert int(out.step[0]) == k
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_chunking_and_vmap_do_not_change_results():
     with jax.enable_x64(True):
         model, tx, prog, data = _problem()
@@ -149,6 +151,7 @@ def test_chunking_and_vmap_do_not_change_results():
                      finals[0], out1.params)
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 @pytest.mark.parametrize("vmap_size", [None, 1])
 def test_nonfinite_seed_is_frozen_and_others_unaffected(vmap_size):
     model, tx, prog, data = _problem(dtype=jnp.float32)
@@ -191,6 +194,7 @@ def test_build_uses_config():
     assert int(b.hp.T) == 9 and float(b.hp.A) == 4.0 and int(b.hp.off_step) == 91
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 @pytest.mark.parametrize("vmap_size", [None, 2])
 def test_grid_of_A_T_in_one_program_equals_separate_runs(vmap_size):
     """Per-run (A, T, off_step) as traced values (hp_axis=0): one program, many grid points."""
@@ -218,6 +222,7 @@ def test_grid_of_A_T_in_one_program_equals_separate_runs(vmap_size):
         np.testing.assert_array_equal(rows[-1]["gamma"][1], np.ones(3))  # run 1 off from step 20
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_chunk_is_one_compiled_loop_without_host_callbacks():
     """The steps between log points are a device loop: no host callback or transfer per step."""
     from functools import partial

@@ -102,6 +102,7 @@ def wrn():
     return (model, *init(model, KEY, X[:1]))
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_myrtle_init_is_untruncated_he_normal_with_zero_biases():
     std_params, _ = init(Myrtle5(width=64, num_classes=10), KEY, X[:1])
     ntk_params, _ = init(Myrtle5(width=64, num_classes=10, parameterization="ntk"), KEY, X[:1])

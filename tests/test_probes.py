@@ -50,6 +50,7 @@ def full_hessian(F, params):
 
 # --- Hessian-vector products and Lanczos -------------------------------------------------------
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_hvp_equals_full_hessian_times_v(loss):
     F, _, params, _, _ = spiral_problem(width=8, loss=loss, gd_steps=5)
@@ -86,6 +87,7 @@ def test_lanczos_breakdown_and_order_above_dim_are_masked():
     assert np.all(np.isnan(ritz[3:]))
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_hessian_lambda_max_of_spiral_mlp_matches_eigh():
     """603-parameter spiral MLP (width 100), float64, F at t=130 with A=10 after 100 GD steps."""
     F, _, params, _, _ = spiral_problem()
@@ -96,6 +98,7 @@ def test_hessian_lambda_max_of_spiral_mlp_matches_eigh():
     np.testing.assert_allclose(top, ev[:3], rtol=1e-6)
 
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_fresh_start_vector_per_key_same_lambda_max():
     F, _, params, _, _ = spiral_problem(width=16, gd_steps=20)
     k1, k2 = jax.random.key(1), jax.random.key(2)
@@ -167,6 +170,7 @@ def test_ntk_set_is_the_whole_training_set_by_default():
 
 # --- probes inside the engine's transformations -------------------------------------------------
 
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_probes_under_vmap_scan_and_jit_per_run():
     """Two runs (seeds) stacked: GD steps in lax.scan with a Hessian and NTK probe after each,
     vmapped over the runs, jitted; every probe value equals eigh of that run's explicit matrix."""
