@@ -85,6 +85,8 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
         probe_rows: list[dict[str, Any]] = []
         progress = Progress(steps, epochs=cfg.train.epochs if cfg.epoch_run else None)
         mirror = open_mirror(cfg, out_dir, group)
+        for row in rows:  # resumed: the kept rows again (a killed attempt's W&B file may lack them)
+            mirror.log_row(row)
         traces: list[np.ndarray] = []  # per-step F of each chunk (runs with probes)
         probe_names = {n for p in b.program.probes for n in _probe_value_names(p.name)}
 
