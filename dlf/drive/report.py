@@ -98,8 +98,8 @@ def dynamics_figure(cfg: Config, out_dir: Path, rows: list[dict], gamma_dense: n
 
 
 def log_final(summary: dict[str, Any]) -> None:
+    from dlf.drive.progress import pm  # mean ± std, the mean alone for one seed
     f = summary["final"]
-    pm = lambda s: "nan" if s["n"] == 0 else f"{s['mean']:.4f} ± {s['std']:.4f}"  # noqa: E731
     log.info("dlf: %s | train_acc %s | val_acc %s (n=%d) | %.1f s (compile %.1f s)", summary["status"],
              pm(f["train_acc"]), pm(f["val_acc"]), f["val_acc"]["n"], summary["wall_s"], summary["compile_s"])
     if summary["diverged_seeds"]:

@@ -31,15 +31,31 @@ def parse(overrides: list[str]) -> list[Any]:
     return OverridesParser.create().parse_overrides([str(o) for o in overrides])
 
 
+def _sweep(task: list[str], sweeper_params: dict | None) -> list[Any]:
+    """The sweep overrides of a multirun: `hydra.sweeper.params` (experiment files) first, then
+    the command line's (`a=1,2`, `range(3)`, ...), which replace a param of the same key."""
+    by_key: dict[str, Any] = {}
+    for o in parse([*(f"{k}={v}" for k, v in (sweeper_params or {}).items()), *task]):
+        by_key.pop(o.key_or_group, None)
+        if o.is_sweep_override():
+            by_key[o.key_or_group] = o
+    return list(by_key.values())
+
+
 def swept_keys(task: list[str], sweeper_params: dict | None) -> list[str]:
-    """The keys a multirun sweeps: sweep overrides on its command line (`a=1,2`, `range(3)`, ...)
-    and the entries of `hydra.sweeper.params` (experiment files), in that order."""
-    given = [*task, *(f"{k}={v}" for k, v in (sweeper_params or {}).items())]
-    keys: list[str] = []
-    for o in parse(given):
-        if o.is_sweep_override() and o.key_or_group not in keys:
-            keys.append(o.key_or_group)
-    return keys
+    """The keys a multirun sweeps."""
+    return [o.key_or_group for o in _sweep(task, sweeper_params)]
+
+
+def sweep_size(task: list[str], sweeper_params: dict | None) -> int | None:
+    """How many jobs a basic-sweeper multirun has (None when a sweep cannot be counted)."""
+    n = 1
+    try:
+        for o in _sweep(task, sweeper_params):
+            n *= len(list(o.sweep_string_iterator()))
+    except Exception:  # noqa: BLE001 - intervals and other sweeps a basic sweeper does not count
+        return None
+    return n
 
 
 def job_values(task: list[str], keys: list[str]) -> dict[str, str]:
