@@ -98,7 +98,7 @@ def flat_summary(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _one_line(e: BaseException, limit: int = 300) -> str:
+def one_line(e: BaseException, limit: int = 300) -> str:
     msg = " ".join(f"{type(e).__name__}: {e}".split())
     return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
@@ -174,7 +174,7 @@ class WandbMirror:
         if not self._warned:
             self._warned = True
             log.warning("dlf: logger=wandb %s (%s); W&B mirroring is off for this run, the local "
-                        "outputs are not affected", what, _one_line(e))
+                        "outputs are not affected", what, one_line(e))
         self._ok = False
 
     def _guard(self, what: str, fn: Callable[[], Any]) -> None:

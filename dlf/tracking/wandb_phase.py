@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dlf.tracking import naming
-from dlf.tracking.wandb_mirror import _one_line, start
+from dlf.tracking.wandb_mirror import one_line, start
 
 log = logging.getLogger("dlf")
 
@@ -70,7 +70,7 @@ def mirror_phase(logger, out_dir: Path, *, group: str, name: str, config: dict[s
         run.finish(exit_code=0)
     except Exception as e:  # noqa: BLE001 - W&B must never cost the local outputs
         log.warning("dlf: logger=wandb could not mirror the phase diagram (%s); the local files are not "
-                    "affected", _one_line(e))
+                    "affected", one_line(e))
         if run is not None:
             try:
                 run.finish(exit_code=1)
