@@ -93,7 +93,8 @@ def dynamics_figure(cfg: Config, out_dir: Path, rows: list[dict], gamma_dense: n
     path = out_dir / "dynamics.png"
     dynamics(path, rows, gamma_dense, 2 * cfg.dataset.classes * cfg.schedule.T, cfg.off_step_for(n_train),
              f"{cfg.dataset.name} {models.MODELS[cfg.model.name].describe(cfg.model)}, A={cfg.schedule.A:g}, "
-             f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}")
+             f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}",
+             steps_per_epoch=cfg.steps_per_epoch(n_train) if cfg.epoch_run else None)
     return path
 
 
