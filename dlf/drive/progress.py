@@ -181,5 +181,7 @@ class SweepProgress(Callback):
         if self.t0 is None:
             return
         d = config.hydra.sweep.dir
-        log.info("dlf: sweep finished: %d job(s), %d failed, %s. Phase diagram of it: python -m dlf.aggregate %s",
-                 self.done, self.failed, _duration(time.perf_counter() - self.t0), d)
+        # jobs run elsewhere (submitit) report their ends in their own logs, not to this process
+        counts = f"{self.done} job(s), {self.failed} failed, " if self.done else ""
+        log.info("dlf: sweep finished: %s%s. Phase diagram of it: python -m dlf.aggregate %s",
+                 counts, _duration(time.perf_counter() - self.t0), d)
