@@ -41,6 +41,18 @@ def test_epoch_run_heartbeat_between_rows_with_images_per_s_and_eta(caplog):
     assert len(_messages(caplog)) == n  # closed: no more lines
 
 
+def test_before_the_first_chunk_the_heartbeat_uses_the_estimate(caplog):
+    caplog.set_level(logging.INFO, logger="dlf")
+    p = Progress(steps=70_000, epochs=700, batch_size=512, every_s=0, heartbeat_s=0.05)
+    p.expect(7 * 24 * 3600.0)  # a week
+    p(_row(0, 0))
+    time.sleep(0.12)
+    p.close()
+    beats = [m for m in _messages(caplog) if m.startswith("epoch ~")]
+    assert beats and "estimated from the model size" in beats[0] and "images/s" in beats[0]
+    assert "eta 16" in beats[0] and " h" in beats[0]  # ~168 h left
+
+
 def test_full_batch_runs_keep_steps_per_s_and_no_heartbeat(caplog):
     caplog.set_level(logging.INFO, logger="dlf")
     p = Progress(steps=20, every_s=0)

@@ -40,7 +40,8 @@ class Progress:
                  batch_size: int | None = None, heartbeat_s: float = HEARTBEAT_S):
         self.steps, self.every_s, self.epochs, self.batch_size = steps, every_s, epochs, batch_size
         self.t0 = self.last = self.step0 = None
-        self.rate: float | None = None  # steps/s
+        self.rate: float | None = None  # steps/s, measured
+        self.prior_rate: float | None = None  # steps/s, estimated before training (expect)
         self.last_row = (None, None)  # (time, step) of the newest row
         self._stop = threading.Event()
         self._thread = None
@@ -57,14 +58,21 @@ class Progress:
         while not self._stop.wait(every_s):
             now = time.perf_counter()
             t, step = self.last_row
-            if self.rate is None or t is None:
+            rate, source = (self.rate, "the measured rate") if self.rate else (self.prior_rate, "the model size")
+            if rate is None or t is None:
                 log.info("dlf: training the first epochs (%s so far; compilation included)",
                          _duration(now - self._started))
                 continue
-            est = min(self.steps, step + self.rate * (now - t))
+            est = min(self.steps, step + rate * (now - t))
             spe = self.steps / self.epochs
-            log.info("epoch ~%.1f/%d (estimated from the rate) | %s", est / spe, self.epochs,
-                     self._speed(self.rate, self.steps - est))
+            log.info("epoch ~%.1f/%d (estimated from %s) | %s", est / spe, self.epochs, source,
+                     self._speed(rate, self.steps - est))
+
+    def expect(self, total_s: float | None) -> None:
+        """An a-priori duration (warn_if_slow's CPU estimate): heartbeat lines use it until the
+        first chunk of epochs has been measured."""
+        if total_s:
+            self.prior_rate = self.steps / total_s
 
     def close(self) -> None:
         self._stop.set()

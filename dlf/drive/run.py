@@ -85,7 +85,8 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
         probe_rows: list[dict[str, Any]] = []
         progress = Progress(steps, epochs=cfg.train.epochs if cfg.epoch_run else None,
                             batch_size=cfg.train.batch_size if cfg.epoch_run else None)
-        warn_if_slow(cfg, b.states.params, b.n_train, int(b.data.x_val.shape[0]), jax.default_backend())
+        progress.expect(warn_if_slow(cfg, b.states.params, b.n_train, int(b.data.x_val.shape[0]),
+                                     jax.default_backend()))
         mirror = open_mirror(cfg, out_dir, group)
         for row in rows:  # resumed: the kept rows again (a killed attempt's W&B file may lack them)
             mirror.log_row(row)
