@@ -32,6 +32,7 @@ class Sweep:
     duplicates: int = 0
     varying: list[str] = field(default_factory=list)  # config keys that differ between jobs
     runs: list[dict] = field(default_factory=list)  # runs.csv rows
+    configs: list[dict] = field(default_factory=list)  # flat configs of the complete jobs (W&B settings)
 
 
 def collect(root: Path) -> Sweep:
@@ -50,6 +51,7 @@ def collect(root: Path) -> Sweep:
         if run.diverged_seeds:
             sw.diverged[name] = sorted(run.diverged_seeds)
         sw.ok.append(name)
+        sw.configs.append(run.config)
         diverged_at = run.summary.get("diverged_at_step", {})
         for row in run.rows():
             r = Record(float(run.A), int(run.T), int(row["seed"]), row.get("train_acc"), row.get("val_acc"),
@@ -93,6 +95,9 @@ def aggregate(root: Path) -> dict[str, Any]:
         "best": best(rows),
     }
     write_json(root / "aggregate.json", report)
+    from dlf.tracking.wandb_phase import mirror_sweep  # jobs with logger=wandb: the diagram in their group
+
+    mirror_sweep(root, sw.configs, report)
     return report
 
 

@@ -26,6 +26,9 @@ def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("div", lambda a, b: round(float(a) / float(b)), replace=True)
+    from dlf.tracking.naming import register_resolver  # ${dlf_varying:} of hydra.sweep.subdir
+
+    register_resolver()
 
 
 def choice(registry, default: str, doc: str = "") -> Any:

@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dlf.diagram", description=__doc__.split(":", 1)[1].strip())
     ap.add_argument("dir", type=Path)
     ap.add_argument("-o", "--out", type=Path, help="output file (default: <dir>/phase.png)")
+    ap.add_argument("--unit-scale", action="store_true", help="colour scale 0-1 (default: fitted to the data)")
     args = ap.parse_args(argv)
     csv_path = args.dir / "phase.csv"
     if not csv_path.exists():
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
         title = phase_title(from_dict(json.loads((args.dir / "summary.json").read_text())["config"]))
     out = args.out or args.dir / "phase.png"
-    plot(out, read_csv(csv_path), title)
+    plot(out, read_csv(csv_path), title, unit_scale=args.unit_scale)
     print(f"wrote {out}")
     return 0
 

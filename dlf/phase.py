@@ -38,10 +38,13 @@ def app(cfg: DictConfig) -> None:
     from dlf.drive.grid import run_phase
 
     try:
-        run_phase(phase_cfg, out_dir)
+        summary = run_phase(phase_cfg, out_dir)
     except Exception as e:
         write_json(out_dir / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"})
         raise
+    from dlf.tracking.wandb_phase import mirror_grid  # logger=wandb: the diagram as one W&B run
+
+    mirror_grid(phase_cfg, out_dir, summary)
 
 
 _LIST_ARG = re.compile(r"^(\+{0,2}grid\.(?:A|T))=(?!\[|null$)(.+)$")

@@ -32,9 +32,7 @@ def app(cfg: DictConfig) -> str:
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         from dlf.drive.run import run  # jax is imported only once the config is valid
 
-        hc = HydraConfig.get()
-        group = Path(hc.sweep.dir).as_posix().replace("/", "_") if hc.mode == RunMode.MULTIRUN else None
-        return run(run_cfg, out_dir, group)["status"]
+        return run(run_cfg, out_dir)["status"]  # W&B finds its sweep itself (dlf.tracking.naming)
     except config_lib.ConfigError as e:  # also what only the data can tell (a missing directory, ...)
         write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
         if HydraConfig.get().mode == RunMode.RUN:

@@ -91,7 +91,7 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, cifar_dir):
         return
     if experiment.startswith("fig3"):
         assert full.train.steps == 35000 and full.optimizer.lr == 1.0 and full.schedule.off_last_periods == 1
-        assert full.model.width == {"fig3_spiral_narrow": 100, "fig3_spiral_wide": 1000}[experiment]
+        assert full.model.width == {"fig3_spiral_narrow": 100, "fig3_spiral_wide": 1000, "fig3_grid": 100}[experiment]
     elif experiment == "fig4_dynamics":  # SPEC 2, Fig. 4
         assert (full.model.width, full.schedule.A, full.schedule.T, full.train.steps, full.precision) == (
             100, 70, 5000, 70000, "float64")

@@ -29,7 +29,8 @@ def test_run_writes_config_metrics_summary_figure(tmp_path):
     # one row per log point: 0, 100, 200 and the remainder chunk's end 250
     assert [r["step"] for r in rows] == [0, 100, 200, 250]
     for r in rows:
-        assert set(r) == {"step", "gamma", "loss", "ce", "train_acc", "val_acc", "val_ce"}
+        assert set(r) == {"step", "gamma", "loss", "ce", "train_acc", "val_acc", "val_ce"} | (
+            {"loss_min", "loss_max"} if r["step"] else set())  # the range of F over the interval
         assert len(r["gamma"]) == 3 and abs(sum(r["gamma"]) - 3) < 1e-5
         assert all(len(r[k]) == 3 for k in ("loss", "ce", "train_acc", "val_acc", "val_ce"))
     assert rows[0]["loss"] == rows[0]["ce"]  # Gamma(0) = 1

@@ -56,17 +56,34 @@ def test_table_all_diverged_point_has_no_mean(tmp_path):
 
 
 def test_phase_plot_draws_the_table(tmp_path, drawn):
+    """A small grid is an annotated heat map on a colour scale fitted to the data (0-1 on request)."""
     from dlf.figures.phase import plot
-    rows = diagram.table([diagram.Record(5.0, T, s, acc, acc - 0.1, False)
+    rows = diagram.table([diagram.Record(5.0, T, s, acc + 0.01 * s, acc - 0.1, False)
                           for T, acc in ((100, 0.9), (300, 0.6)) for s in range(2)])
     plot(tmp_path / "p.png", rows, "a title")
     fig = drawn[-1]
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["final train accuracy", "final validation accuracy"]
     assert fig._suptitle.get_text() == "a title"
-    for ax, expect in zip(panels, ([0.9, 0.6], [0.8, 0.5])):
-        np.testing.assert_allclose(np.ma.getdata(ax.collections[0].get_array()).ravel(), expect, rtol=1e-12)
+    for ax, expect in zip(panels, ([0.905, 0.605], [0.8, 0.5])):
+        (im,) = ax.images
+        np.testing.assert_allclose(np.ma.getdata(im.get_array()).ravel(), expect, rtol=1e-12)
+        assert im.get_clim() == pytest.approx((0.5, 0.905))  # fitted to the data, shared by both panels
         assert [t.get_text() for t in ax.get_xticklabels()] == ["100", "300"] and ax.get_ylabel() == "A"
+    # every cell says its value (and the spread over its two seeds)
+    assert [t.get_text() for t in panels[0].texts] == ["0.91\n±0.01", "0.60\n±0.01"]
+    assert [t.get_text() for t in panels[1].texts] == ["0.80\n±0.00", "0.50\n±0.00"]
+    plot(tmp_path / "p.png", rows, "a title", unit_scale=True)
+    assert drawn[-1].axes[0].images[0].get_clim() == (0.0, 1.0)
+
+
+def test_phase_plot_of_a_large_grid_is_contours(tmp_path, drawn):
+    from dlf.figures.phase import plot
+    rows = diagram.table([diagram.Record(float(A), T, 0, 0.5 + A / 100, 0.4 + A / 100, False)
+                          for A in range(1, 11) for T in (10, 30, 100, 300, 1000, 3000, 10000)])
+    plot(tmp_path / "p.png", rows, "big")
+    ax = drawn[-1].axes[0]
+    assert not ax.images and ax.collections and ax.get_xscale() == "log" and not ax.texts
 
 
 def _png_shape(path):

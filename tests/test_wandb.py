@@ -20,7 +20,8 @@ import yaml
 from conftest import run_cli
 from dlf import config as config_lib
 from dlf.outputs import read_jsonl
-from wandb_records import RecordError, metrics_rows, offline_run_file, read_run
+from dlf.tracking import naming
+from wandb_records import RecordError, metrics_rows, offline_run_file, offline_run_files, read_run, read_run_dir, table
 
 pytest.importorskip("wandb")
 slow = pytest.mark.slow  # the CLI tests; the in-process ones below take milliseconds
@@ -124,7 +125,8 @@ def test_offline_run_mirrors_history_summary_config_figure_without_network(tmp_p
     # --- history == metrics.jsonl, exactly (every key, every seed, same floats)
     assert len(rows) == 41 and len(rows[0]["loss"]) == 2
     assert metrics_rows(run.history) == rows
-    assert [json.dumps(r) for r in metrics_rows(run.history)] == [json.dumps(r) for r in rows]
+    same = lambda rs: [json.dumps(r, sort_keys=True) for r in rs]  # noqa: E731 - same float reprs
+    assert same(metrics_rows(run.history)) == same(rows)
     last = run.history[-1]
     assert last["val_acc/mean"] == pytest.approx(sum(rows[-1]["val_acc"]) / 2)
 
@@ -140,6 +142,10 @@ def test_offline_run_mirrors_history_summary_config_figure_without_network(tmp_p
     assert run.config == yaml.safe_load((d / "config.yaml").read_text())
     assert run.name == "run" and run.project == "dlf" and run.group == ""
     assert sorted(run.tags) == sorted(["A=10", "T=100", "seed=0-1", "mine"])
+    # --- a stable id from the run directory (a rerun resumes it), step declared as the x-axis
+    assert run.run_id == naming.run_id(d) and run.resumed
+    assert run.metrics["step"] == "" and run.metrics["*"] == "step"
+    assert [h["step"] for h in run.history[:3]] == [0, 1, 2]
 
     # --- the figure, as an image file next to the run file
     fig = run.summary["figures/dynamics"]
@@ -182,7 +188,10 @@ def test_multirun_groups_offline_jobs_and_disabled_jobs_write_nothing(tmp_path, 
         assert not (d / "wandb").exists()
     runs = [read_run(offline_run_file(d)) for d in offline]
     assert [r.group for r in runs] == ["sweeps_s1", "sweeps_s1"]
-    assert [r.name for r in runs] == [d.name for d in offline]
+    assert [r.name for r in runs] == [f"sweeps_s1/{d.name}" for d in offline]
+    assert [d.name for d in offline] == ["0_A10_T100_s3_mode-offline", "2_A10_T100_s4_mode-offline"]
+    assert [r.config["sweep"]["varying"] for r in runs] == [
+        {"seed": "3", "logger.mode": "offline"}, {"seed": "4", "logger.mode": "offline"}]
     assert runs[0].run_id != runs[1].run_id
     assert [[t for t in r.tags if t.startswith("seed=")] for r in runs] == [["seed=3"], ["seed=4"]]
     for d, r in zip(offline, runs):
@@ -215,6 +224,10 @@ class FakeRun:
     def __init__(self, fail_on_log: int | None = None):
         self.logged, self.summary, self.finished = [], {}, []
         self.fail_on_log = fail_on_log
+        self.resumed, self.step, self.defined = False, 0, []
+
+    def define_metric(self, name, step_metric=None):
+        self.defined.append((name, step_metric))
 
     def log(self, item, step=None):
         if len(self.logged) == self.fail_on_log:
@@ -300,3 +313,105 @@ def test_reader_rejects_corrupt_files(tmp_path):
         list(iter_payloads(good[:-1] + b"x"))
     with pytest.raises(RecordError):
         list(iter_payloads(good[:-1]))  # truncated
+
+
+# --- names from what varies, summary runs of phase diagrams, resumed runs ------------------
+
+@slow
+def test_sweep_names_tags_and_config_carry_the_swept_keys(tmp_path, tiny):
+    """A Fig. 5-like sweep over optimizer.lr and model.width: directory names, W&B names (unique
+    across sweeps), tags and config show both; two sweeps of the same command do not collide."""
+    base = [o for o in tiny if not o.startswith(("seeds=", "model.width"))]
+    names = {}
+    for sweep in ("a", "b"):
+        p = run_cli("-m", *base, "seeds=1", "optimizer.lr=0.5,1", "model.width=4,8", "logger=wandb",
+                    "logger.mode=offline", f"hydra.sweep.dir=sw/{sweep}", cwd=tmp_path)
+        assert p.returncode == 0, p.stderr[-3000:]
+        jobs = sorted((d for d in (tmp_path / "sw" / sweep).iterdir() if d.is_dir()), key=lambda d: d.name)
+        assert [d.name for d in jobs] == ["0_A10_T100_s0_lr0.5_width4", "1_A10_T100_s0_lr0.5_width8",
+                                          "2_A10_T100_s0_lr1_width4", "3_A10_T100_s0_lr1_width8"]
+        for d in jobs:
+            run = read_run(offline_run_file(d))
+            lr, width = d.name.split("_lr")[1].split("_width")
+            assert run.group == f"sw_{sweep}" and run.name == f"sw_{sweep}/{d.name}"
+            assert {"A=10", "T=100", "seed=0", f"lr={lr}", f"width={width}"} <= set(run.tags)
+            assert run.config["sweep"] == {"group": f"sw_{sweep}", "job": int(d.name[0]),
+                                           "varying": {"optimizer.lr": lr, "model.width": width}}
+            assert run.config["optimizer"]["lr"] == float(lr) and run.config["model"]["width"] == int(width)
+            names[run.name] = run.run_id
+    assert len(names) == 8 and len(set(names.values())) == 8
+
+
+def _phase_run(d):
+    run = read_run(offline_run_file(d))
+    assert run.exit_code == 0 and run.job_type == "phase"
+    columns, data = table(run, "phase/table")
+    phase = list(__import__("csv").DictReader((d / "phase.csv").open()))
+    assert columns == list(phase[0]) and len(data) == len(phase)
+    for got, want in zip(data, phase):
+        for c, v in zip(columns, got):
+            assert (v is None and want[c] == "") or float(v) == pytest.approx(float(want[c])), (c, v, want[c])
+    img = [h["figures/phase"] for h in run.history if "figures/phase" in h][-1]
+    assert (offline_run_file(d).parent / "files" / img["path"]).read_bytes() == (d / "phase.png").read_bytes()
+    (art,) = run.artifacts
+    assert art["type"] == "phase-diagram" and set(art["files"]) == {"phase.csv", "runs.csv"}
+    import base64
+    import hashlib
+    for f, (digest, size) in art["files"].items():
+        data = (d / f).read_bytes()
+        assert size == len(data) and digest == base64.b64encode(hashlib.md5(data).digest()).decode()
+    return run
+
+
+@slow
+def test_phase_grid_logs_table_image_and_artifact(tmp_path):
+    p = run_cli("grid.A=1,10", "grid.T=30", "seeds=2", "train.steps=30", "train.log_every=10", "model.width=4",
+                "logger=wandb", "logger.mode=offline", "hydra.run.dir=grid", module="dlf.phase", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = _phase_run(tmp_path / "grid")
+    s = json.loads((tmp_path / "grid" / "summary.json").read_text())
+    assert run.group == naming.group_of(tmp_path / "grid") and run.name == f"{run.group}/phase"
+    assert run.summary["best/val_acc_mean"] == pytest.approx(s["best"]["val_acc_mean"])
+    assert run.summary["points"] == 2 and run.summary["runs"] == 4
+
+
+@slow
+def test_aggregate_logs_the_sweep_diagram_in_the_jobs_group(tmp_path, tiny):
+    base = [o for o in tiny if not o.startswith("seeds=")]
+    p = run_cli("-m", *base, "seeds=1", "schedule.A=1,10", "seed=0,1", "logger=wandb", "logger.mode=offline",
+                "hydra.sweep.dir=sw/x", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    a = run_cli("sw/x", module="dlf.aggregate", cwd=tmp_path)
+    assert a.returncode == 0, a.stderr[-3000:]
+    root = tmp_path / "sw" / "x"
+    run = _phase_run(root)
+    job = read_run(offline_run_file(next(root.glob("0_*"))))
+    assert run.group == job.group == "sw_x" and run.name == "sw_x/aggregate"
+    assert run.summary["points"] == 2 and run.summary["jobs_ok"] == 4
+
+
+@slow
+def test_killed_and_rerun_cifar_run_is_one_wandb_run(tmp_path):
+    """SIGKILL after epoch 3 (checkpoints every 2 epochs), rerun: both attempts have the run's id,
+    and joined as `wandb sync` joins them their history is metrics.jsonl, every epoch once."""
+    from test_cifar_data import fake_cifar, write_batches_py
+    from test_cifar_train import tiny as cifar_tiny
+
+    cifar = write_batches_py(tmp_path / "cifar-10-batches-py", *fake_cifar(80, 40))
+    args = [*cifar_tiny(cifar, "checkpoint.every_epochs=2"), "logger=wandb", "logger.mode=offline",
+            "hydra.run.dir=run"]
+    killed = run_cli(*args, cwd=tmp_path, env={"DLF_FAULT_SIGKILL_AFTER_EPOCH": "3"})
+    assert killed.returncode != 0
+    p = run_cli(*args, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "run"
+    first, second = (read_run(f) for f in offline_run_files(d))  # a killed attempt keeps what was flushed
+    assert first.run_id == second.run_id == naming.run_id(d) and second.resumed
+    assert first.exit_code is None and second.exit_code == 0  # the killed attempt never closed
+    run = read_run_dir(d)
+    assert run.attempts == 2 and run.exit_code == 0
+    rows = read_jsonl(d / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == list(range(7))
+    assert metrics_rows(run.history) == rows
+    assert run.metrics["*"] == "epoch" and run.history[-1]["epoch"] == 6
+    assert run.summary["final/val_acc/mean"] == json.loads((d / "summary.json").read_text())["final"]["val_acc"]["mean"]

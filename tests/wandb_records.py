@@ -39,12 +39,48 @@ class RecordError(ValueError):
     """The file is not a (complete, uncorrupted) W&B run file."""
 
 
+def offline_run_files(run_dir: Path) -> list[Path]:
+    """The `run-*.wandb` files under `<run_dir>/wandb/offline-run-*/`, oldest first (one per
+    attempt: a run killed and rerun in the same directory has two, with the same run id)."""
+    return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+
+
 def offline_run_file(run_dir: Path) -> Path:
-    """The one `run-*.wandb` file under `<run_dir>/wandb/offline-run-*/`."""
-    files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    """The one `run-*.wandb` file under `<run_dir>/wandb/offline-run-*/` (one attempt)."""
+    files = offline_run_files(run_dir)
     if len(files) != 1:
-        raise FileNotFoundError(f"expected one offline W&B run file under {run_dir}/wandb, found {len(files)}")
+        raise FileNotFoundError(f"expected one offline W&B run file under {run_dir}/wandb, found {len(files)}"
+                                " (read_run_dir reads the attempts of a resumed run as one)")
     return files[0]
+
+
+def read_run_dir(run_dir: Path) -> "OfflineRun":
+    """All attempts of one W&B run under a dlf directory, joined as `wandb sync` joins them on the
+    server: one run id, history by step (a later attempt's row replaces the same step), the
+    summary and config updated in order, the exit code and metadata of the last attempt."""
+    files = offline_run_files(run_dir)
+    if not files:
+        raise FileNotFoundError(f"no offline W&B run file under {run_dir}/wandb")
+    runs = [read_run(f) for f in files]
+    ids = {r.run_id for r in runs}
+    if len(ids) != 1:
+        raise RecordError(f"{run_dir} holds {len(ids)} different W&B runs: {sorted(ids)}")
+    joined = runs[-1]
+    by_step: dict[int, dict] = {}
+    for r in runs:
+        for h in r.history:
+            by_step[h["_step"]] = h
+    joined.history = [by_step[k] for k in sorted(by_step)]
+    summary, config, artifacts, metrics = {}, {}, [], {}
+    for r in runs:
+        summary.update(r.summary)
+        config.update(r.config)
+        artifacts += r.artifacts
+        metrics.update(r.metrics)
+    joined.summary, joined.config, joined.artifacts, joined.metrics = summary, config, artifacts, metrics
+    joined.attempts = len(runs)
+    joined.files = files
+    return joined
 
 
 def iter_payloads(data: bytes) -> Iterator[bytes]:
@@ -110,6 +146,11 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)  # one dict per W&B step
     summary: dict[str, Any] = field(default_factory=dict)  # final state; nested keys as dicts
     exit_code: int | None = None                           # None: no exit record (crashed)
+    resumed: bool = False                                  # opened with resume (a rerun may follow)
+    metrics: dict[str, str] = field(default_factory=dict)  # define_metric: name or glob -> its x-axis
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # {name, type, files: {path: (md5 b64, size)}}
+    attempts: int = 1
+    files: list[Path] = field(default_factory=list)
 
 
 def read_run(path: Path) -> OfflineRun:
@@ -123,6 +164,7 @@ def read_run(path: Path) -> OfflineRun:
             r = record.run
             run.run_id, run.project, run.entity = r.run_id, r.project, r.entity
             run.name, run.group, run.job_type, run.tags = r.display_name, r.run_group, r.job_type, list(r.tags)
+            run.resumed = bool(r.resume)
             for item in r.config.update:
                 _set(run.config, _key(item), json.loads(item.value_json))
         elif kind == "config":
@@ -141,9 +183,20 @@ def read_run(path: Path) -> OfflineRun:
                 for k in path[:-1]:
                     d = d.get(k, {})
                 d.pop(path[-1], None)
+        elif kind == "metric":
+            m = record.metric
+            run.metrics[m.name or m.glob_name] = m.step_metric
+        elif kind == "artifact":
+            a = record.artifact
+            if not a.type.startswith("run_table"):  # wandb's own copy of each logged Table
+                run.artifacts.append({"name": a.name, "type": a.type, "files": {
+                    c.path: (c.digest, c.size) for c in a.manifest.contents}})
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
     run.config.pop("_wandb", None)
+    run.files = [Path(path)]
+    if not run.run_id:  # a killed attempt may end before its run record: the id is in the name
+        run.run_id = Path(path).stem.removeprefix("run-")
     return run
 
 
@@ -163,6 +216,8 @@ def metrics_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         per_seed: dict[str, dict[int, Any]] = {}
         scalars: dict[str, Any] = {}
         for key, value in h.items():
+            if key == "step":
+                continue  # the x-axis copy of `_step`
             if "/" not in key and not key.startswith("_"):
                 scalars[key] = value  # a scalar of the row (mini-batch runs: `epoch`)
             elif m := _CLASS.match(key):
@@ -182,3 +237,17 @@ def metrics_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _float(v: Any) -> float | None:
     """JSON numbers come back as int when integral (1.0 is written `1`); metrics are floats."""
     return None if v is None else float(v)
+
+
+def table(run: OfflineRun, key: str) -> tuple[list[str], list[list[Any]]]:
+    """(columns, rows) of the last wandb.Table logged under `key` (its JSON file in the run's
+    `files/` folder)."""
+    logged = [h[key] for h in run.history if isinstance(h.get(key), dict)]
+    if not logged:
+        raise KeyError(f"no table logged under {key!r}")
+    for f in reversed(run.files):
+        p = f.parent / "files" / logged[-1]["path"]
+        if p.exists():
+            t = json.loads(p.read_text())
+            return t["columns"], t["data"]
+    raise FileNotFoundError(logged[-1]["path"])

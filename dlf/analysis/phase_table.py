@@ -75,6 +75,7 @@ def describe(rows: list[dict]) -> str:
     b = best(rows)
     if b is None:
         return "no point has a surviving seed"
-    fmt = lambda m, s: "nan" if m is None or math.isnan(m) else f"{m:.4f} ± {s:.4f}"  # noqa: E731
+    fmt = lambda m, s: "nan" if m is None or math.isnan(m) else (  # noqa: E731 - one seed: no spread
+        f"{m:.4f}" if b["n"] == 1 else f"{m:.4f} ± {s:.4f}")
     return (f"best val_acc at A={b['A']:g} T={b['T']}: val {fmt(b['val_acc_mean'], b['val_acc_std'])}, "
             f"train {fmt(b['train_acc_mean'], b['train_acc_std'])} (n={b['n']})")

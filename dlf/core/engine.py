@@ -193,8 +193,17 @@ class Program:
         if self.batch_size is None and self.trace_loss:
             state, trace = jax.lax.scan(lambda s, _: self.step_with_loss(s, hp, data), state, None, length=n_steps)
             return state, {**self.outputs(state, hp, data, what), "loss_trace": trace}
-        body = self.train_step if self.batch_size is None else self.epoch
-        state, _ = jax.lax.scan(lambda s, _: (body(s, hp, data), None), state, None, length=n_steps)
+        if self.batch_size is None:  # full batch: also the range of F(t) over the chunk's steps
+            def body(carry, _):
+                s, lo, hi = carry
+                s, F = self.step_with_loss(s, hp, data)
+                return (s, jnp.minimum(lo, F), jnp.maximum(hi, F)), None
+
+            inf = jnp.asarray(jnp.inf, self.loss_dtype(data))
+            (state, lo, hi), _ = jax.lax.scan(body, (state, inf, -inf), None, length=n_steps)
+            out = self.outputs(state, hp, data, what)
+            return state, {**out, "loss_min": lo, "loss_max": hi} if "metrics" in what else out
+        state, _ = jax.lax.scan(lambda s, _: (self.epoch(s, hp, data), None), state, None, length=n_steps)
         return state, self.outputs(state, hp, data, what)
 
 

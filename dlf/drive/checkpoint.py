@@ -37,7 +37,8 @@ class Checkpoints:
         self.dir = Path(directory).resolve()
         self._ocp = ocp
         self.manager = ocp.CheckpointManager(self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep))
-        self.config = {k: v for k, v in config.items() if k not in _FREE}
+        # as JSON holds it (tuples become lists), to compare with the stored one
+        self.config = json.loads(json.dumps({k: v for k, v in config.items() if k not in _FREE}, default=str))
         meta = self.dir / "config.json"
         if self.latest() is not None and meta.exists():
             old = json.loads(meta.read_text())

@@ -95,13 +95,14 @@ def dynamics_figure(cfg: Config, out_dir: Path, rows: list[dict], gamma_dense: n
     path = out_dir / "dynamics.png"
     dynamics(path, rows, gamma_dense, 2 * cfg.dataset.classes * cfg.schedule.T, cfg.off_step_for(n_train),
              f"{cfg.dataset.name} {models.MODELS[cfg.model.name].describe(cfg.model)}, A={cfg.schedule.A:g}, "
-             f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}")
+             f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}",
+             steps_per_epoch=cfg.steps_per_epoch(n_train) if cfg.epoch_run else None)
     return path
 
 
 def log_final(summary: dict[str, Any]) -> None:
+    from dlf.drive.progress import pm  # mean ± std, the mean alone for one seed
     f = summary["final"]
-    pm = lambda s: "nan" if s["n"] == 0 else f"{s['mean']:.4f} ± {s['std']:.4f}"  # noqa: E731
     log.info("dlf: %s | train_acc %s | val_acc %s (n=%d) | %.1f s (compile %.1f s)", summary["status"],
              pm(f["train_acc"]), pm(f["val_acc"]), f["val_acc"]["n"], summary["wall_s"], summary["compile_s"])
     if summary["diverged_seeds"]:

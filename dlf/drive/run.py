@@ -20,7 +20,7 @@ from dlf.core.engine import Compiled, Timing
 from dlf.core.schedule import gamma
 from dlf.drive import report
 from dlf.drive.build import build, runs_vectorised
-from dlf.drive.progress import Progress
+from dlf.drive.progress import Progress, warn_if_slow
 from dlf.tracking.mirror import open_mirror
 
 log = logging.getLogger("dlf")
@@ -91,8 +91,13 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
             writer.write(row)
         probe_writer = outputs.JsonlWriter(out_dir / "probes.jsonl") if b.program.probes else None
         probe_rows: list[dict[str, Any]] = []
-        progress = Progress(steps, epochs=cfg.train.epochs if cfg.epoch_run else None)
+        progress = Progress(steps, epochs=cfg.train.epochs if cfg.epoch_run else None,
+                            batch_size=cfg.train.batch_size if cfg.epoch_run else None)
+        progress.expect(warn_if_slow(cfg, b.states.params, b.n_train, int(b.data.x_val.shape[0]),
+                                     jax.default_backend()))
         mirror = open_mirror(cfg, out_dir, group)
+        for row in rows:  # resumed: the kept rows again (a killed attempt's W&B file may lack them)
+            mirror.log_row(row)
         traces: list[np.ndarray] = []  # per-step F of each chunk (runs with probes)
         probe_names = {n for p in b.program.probes for n in _probe_value_names(p.name)}
 
@@ -124,8 +129,11 @@ def run(cfg: Config, out_dir: Path, group: str | None = None) -> dict[str, Any]:
         every = cfg.checkpoint.every_epochs if ckpt_on else 0
         compiled = Compiled(b.program, states, b.hp, b.data, units, cfg.train.log_every, vmap_size=vmap_size,
                             extra_bounds=tuple(range(every, units, every)) if every else ())
-        states, train_s = compiled(states, b.hp, b.data, on_metrics, start=start,
-                                   after_chunk=after_chunk if ckpt else None)
+        try:
+            states, train_s = compiled(states, b.hp, b.data, on_metrics, start=start,
+                                       after_chunk=after_chunk if ckpt else None)
+        finally:
+            progress.close()
         timing = Timing(compile_s=compiled.compile_s, train_s=train_s)
         diverged_step = np.asarray(jax.device_get(states.diverged_step))
         gamma_dense = np.asarray(gamma(jnp.arange(steps + 1), b.hp.A, b.hp.T, cfg.dataset.classes,

@@ -2,14 +2,21 @@
 
 One dlf run (all its seeds, one process) is one W&B run. What is sent:
 
-- name: the run directory's name; group: `logger.group`, else the sweep directory of a multirun;
-  tags: `A=<A>`, `T=<T>`, `seed=<seed>` (one seed) or `seed=<first>-<last>` (several), then
-  `logger.tags`; job_type `train`; config: the resolved dlf config (`dlf.config.to_dict`).
-- history, one W&B step per metrics.jsonl row at `step=row["step"]` (`history_item`):
-  `gamma/class_<i>`, `<metric>/seed_<s>` for every per-seed metric (loss, ce, train_acc,
-  val_acc) and seed number s (null where metrics.jsonl has null: a diverged seed), and
-  `<metric>/mean` over the non-null seeds (null when none). `dlf.wandb_records.metrics_rows`
-  rebuilds the metrics.jsonl rows exactly from the per-seed keys.
+- id: derived from the run directory (`naming.run_id`), opened with resume="allow": a run that is
+  killed and rerun in the same directory (a resumed CIFAR run, a requeued SLURM job) stays one W&B
+  run; offline, each attempt writes its own `offline-run-*` folder with the same id, which
+  `wandb sync` joins (tests/wandb_records.py `read_run_dir` reads them back as one run).
+- name: `<sweep group>/<job dir>` in a multirun, else the run directory's name (shortened when
+  long); group: `logger.group`, else the sweep's group (`naming.group_of`); tags: `A=<A>`, `T=<T>`,
+  `seed=<seed>` (one seed) or `seed=<first>-<last>` (several), `<key>=<value>` for every other
+  swept key, then `logger.tags`; job_type `train`; config: the resolved dlf config
+  (`dlf.config.to_dict`) plus `sweep: {group, job, varying}` in a multirun.
+- history, one W&B step per metrics.jsonl row at `step=row["step"]` (`history_item`): `step`
+  (and `epoch` for mini-batch runs), declared as x-axes (`define_metric`; metrics plot against
+  `epoch` in epoch runs, else `step`), `gamma/class_<i>`, `<metric>/seed_<s>` for every per-seed
+  metric (loss, ce, train_acc, val_acc, val_ce) and seed number s (null where metrics.jsonl has
+  null: a diverged seed), and `<metric>/mean` over the non-null seeds (null when none).
+  `wandb_records.metrics_rows` rebuilds the metrics.jsonl rows exactly from the per-seed keys.
 - figures: `figures/<file stem>` as wandb.Image at the last metrics step.
 - summary: summary.json flattened with "/" (`final/val_acc/mean`, ...), lists kept as lists,
   without its `config` (that is the run config).
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlf.config import Config, to_dict
+from dlf.tracking import naming
 
 log = logging.getLogger("dlf")
 
@@ -34,15 +42,34 @@ INIT_TIMEOUT_S = 60.0     # online: give up on an unreachable server instead of 
 FINISH_TIMEOUT_S = 300.0  # online: stop waiting for uploads at the end (the run is marked crashed)
 
 
-def run_tags(cfg: Config) -> list[str]:
+def run_tags(cfg: Config, varying: dict[str, str] | None = None) -> list[str]:
     first, last = cfg.seed, cfg.seed + cfg.seeds - 1
     seed = f"seed={first}" if first == last else f"seed={first}-{last}"
-    return [f"A={cfg.schedule.A:g}", f"T={cfg.schedule.T}", seed, *cfg.logger.tags]
+    return [f"A={cfg.schedule.A:g}", f"T={cfg.schedule.T}", seed, *naming.tags(varying or {}), *cfg.logger.tags]
+
+
+def start(wandb, logger, out_dir: Path, *, name: str, group: str | None, job_type: str, tags: list[str],
+          config: dict[str, Any]):
+    """wandb.init for a dlf directory: id from the directory (resumed on rerun), W&B files in
+    `<out_dir>/wandb/`, no network at all offline, bounded waits online."""
+    mode = logger.mode
+    # console off: dlf's terminal output is in train.log; quiet: no history/summary footer
+    settings: dict[str, Any] = {"console": "off", "quiet": True}
+    if mode == "online":
+        if "WANDB_INIT_TIMEOUT" not in os.environ:
+            settings["init_timeout"] = INIT_TIMEOUT_S
+        settings["finish_timeout"] = FINISH_TIMEOUT_S
+    if mode == "offline":
+        _offline_everywhere()
+    wandb.setup(settings=wandb.Settings(mode=mode))
+    return wandb.init(mode=mode, dir=str(out_dir), project=logger.project, entity=logger.entity, group=group,
+                      name=name, id=naming.run_id(out_dir), resume="allow", job_type=job_type, tags=tags,
+                      config=config, reinit="finish_previous", settings=wandb.Settings(**settings))
 
 
 def history_item(row: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
-    """The W&B history item of one metrics.jsonl row (its step goes to `log(step=...)`)."""
-    item: dict[str, Any] = {f"gamma/class_{i}": g for i, g in enumerate(row["gamma"])}
+    """The W&B history item of one metrics.jsonl row (its step also goes to `log(step=...)`)."""
+    item: dict[str, Any] = {"step": row["step"], **{f"gamma/class_{i}": g for i, g in enumerate(row["gamma"])}}
     for key, values in row.items():
         if key in ("step", "gamma"):
             continue
@@ -71,7 +98,7 @@ def flat_summary(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _one_line(e: BaseException, limit: int = 300) -> str:
+def one_line(e: BaseException, limit: int = 300) -> str:
     msg = " ".join(f"{type(e).__name__}: {e}".split())
     return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
@@ -110,6 +137,7 @@ class WandbMirror:
         self._ok = False      # False: nothing more is sent (not started, disabled, or failed)
         self._warned = False
         self._last_step: int | None = None
+        self._min_step = 0
         mode = cfg.logger.mode
         if mode == "disabled":
             return
@@ -119,21 +147,25 @@ class WandbMirror:
             self._fail(e, "needs the wandb package (pip install -e '.[wandb]')")
             return
         self._wandb = wandb
-        # console off: dlf's terminal output is in train.log; quiet: no history/summary footer
-        settings: dict[str, Any] = {"console": "off", "quiet": True}
-        if mode == "online":
-            if "WANDB_INIT_TIMEOUT" not in os.environ:
-                settings["init_timeout"] = INIT_TIMEOUT_S
-            settings["finish_timeout"] = FINISH_TIMEOUT_S
+        job = naming.current_job()
+        first, last = self.seeds[0], self.seeds[-1]
+        fallback = f"{cfg.model.name}_A{cfg.schedule.A:g}_T{cfg.schedule.T}_s{first}" + (
+            f"-{last}" if last != first else "")
+        config = to_dict(cfg)
+        if job.group:
+            config["sweep"] = {"group": job.group, "job": job.num, "varying": job.varying}
         try:
-            if mode == "offline":
-                _offline_everywhere()
-            wandb.setup(settings=wandb.Settings(mode=mode))
-            self._run = wandb.init(
-                mode=mode, dir=str(self.out_dir), project=cfg.logger.project,
-                entity=cfg.logger.entity, group=cfg.logger.group or group, name=self.out_dir.name,
-                job_type="train", tags=run_tags(cfg), config=to_dict(cfg), reinit="finish_previous",
-                settings=wandb.Settings(**settings))
+            self._run = start(wandb, cfg.logger, self.out_dir, name=naming.display_name(self.out_dir, job, fallback),
+                              group=cfg.logger.group or group or job.group or None, job_type="train",
+                              tags=run_tags(cfg, job.varying), config=config)
+            x = "epoch" if cfg.epoch_run else "step"
+            self._run.define_metric("step")
+            if cfg.epoch_run:
+                self._run.define_metric("epoch")
+            self._run.define_metric("*", step_metric=x)
+            # resumed online: the server already holds the steps before run.step (a killed attempt
+            # may have logged rows past its last checkpoint); W&B would drop them with a warning
+            self._min_step = int(self._run.step or 0) if self._run.resumed else 0
             self._ok = True
         except Exception as e:  # noqa: BLE001 - W&B must never cost the local outputs
             self._fail(e, "could not start")
@@ -142,7 +174,7 @@ class WandbMirror:
         if not self._warned:
             self._warned = True
             log.warning("dlf: logger=wandb %s (%s); W&B mirroring is off for this run, the local "
-                        "outputs are not affected", what, _one_line(e))
+                        "outputs are not affected", what, one_line(e))
         self._ok = False
 
     def _guard(self, what: str, fn: Callable[[], Any]) -> None:
@@ -155,6 +187,8 @@ class WandbMirror:
 
     def log_row(self, row: dict[str, Any]) -> None:
         def send():
+            if int(row["step"]) < self._min_step:
+                return
             self._run.log(history_item(row, self.seeds), step=int(row["step"]))
             self._last_step = int(row["step"])
 
