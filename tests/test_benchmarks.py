@@ -17,7 +17,7 @@ EXPECT = {
     "engine.py": (r"ref +([\d.]+) run-steps/s \| engine +([\d.]+) run-steps/s \| +([\d.]+) us/run-step \| x([\d.]+)", 4),
     "probes.py": (r"^\| [^|]+ \| ([\d,.]+) \| ([\d.]+) \|$", 5),
     "cifar.py": (r"^(?:float32|bfloat16) +([\d,.]+) images/s \| +([\d.]+) ms/step", 2),
-    "fused.py": (r"reference +([\d.]+) \| generic +([\d.]+) \(cpu/dev +([\d.]+)\) \| fused ([\d.]+) "
+    "fused.py": (r"reference +([\d.]+) \| generic +([\d.]+) \(cpu/dev +([\d.]+)\) \| fused +([\d.]+) "
                  r"\(cpu/dev +([\d.]+)\) us/run-step \| fused/generic x([\d.]+)", 2),
 }
 
