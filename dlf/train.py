@@ -29,24 +29,28 @@ def app(cfg: DictConfig) -> str:
         if run_cfg.grid.A or run_cfg.grid.T:
             raise config_lib.ConfigError("grid.A and grid.T are for phase diagrams (python -m dlf.phase); "
                                          "dlf.train takes schedule.A and schedule.T")
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        from dlf.drive.run import run  # jax is imported only once the config is valid
+    except config_lib.ConfigError as e:
+        if not (out_dir / "config.yaml").exists():  # never over the record of a run already there
+            write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
+        _user_error(e)
+    from dlf.drive.run import run  # jax is imported only once the config is valid
 
-        hc = HydraConfig.get()
-        group = Path(hc.sweep.dir).as_posix().replace("/", "_") if hc.mode == RunMode.MULTIRUN else None
-        return run(run_cfg, out_dir, group)["status"]
+    hc = HydraConfig.get()
+    group = Path(hc.sweep.dir).as_posix().replace("/", "_") if hc.mode == RunMode.MULTIRUN else None
+    try:  # run() records a failure in summary.json itself (unless it refused the directory)
+        return run(run_cfg, out_dir, group, OmegaConf.to_yaml(cfg, resolve=True))["status"]
     except config_lib.ConfigError as e:  # also what only the data can tell (a missing directory, ...)
-        write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
-        if HydraConfig.get().mode == RunMode.RUN:
-            print(f"dlf: error: {e}", file=sys.stderr)
-            sys.exit(2)
-        # into this job's train.log (and SLURM .out), which otherwise show no error at all
-        log.error("dlf: error: %s (this job is not run; the sweep goes on)", e)
-        raise  # in a sweep: the launcher records this job as failed and goes on
-    except Exception as e:
-        # keep a record next to whatever the run wrote before failing, then fail loudly
-        write_json(out_dir / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"})
-        raise
+        _user_error(e)
+
+
+def _user_error(e: Exception) -> None:
+    """One line and exit 2 for a single run; in a sweep, a line in this job's train.log (and SLURM
+    .out, which otherwise show no error at all) and the launcher records the job as failed."""
+    if HydraConfig.get().mode == RunMode.RUN:
+        print(f"dlf: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    log.error("dlf: error: %s (this job is not run; the sweep goes on)", e)
+    raise e
 
 
 def main() -> None:

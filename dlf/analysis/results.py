@@ -137,12 +137,17 @@ def read_sweep(root: Path) -> Sweep:
 
 
 def write_runs_csv(path: Path, final: list[dict]) -> None:
-    """runs.csv: one row per (A, T, seed) with its final values ('' where None)."""
-    with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=RUNS_COLUMNS)
-        w.writeheader()
-        for r in final:
-            w.writerow({k: "" if r.get(k) is None else r[k] for k in RUNS_COLUMNS})
+    """runs.csv: one row per (A, T, seed) with its final values ('' where None), written atomically."""
+    import io
+
+    from dlf.outputs import write_text
+
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=RUNS_COLUMNS)
+    w.writeheader()
+    for r in final:
+        w.writerow({k: "" if r.get(k) is None else r[k] for k in RUNS_COLUMNS})
+    write_text(path, f.getvalue())
 
 
 def read_runs_csv(path: Path) -> list[dict[str, Any]]:
