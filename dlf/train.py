@@ -53,7 +53,41 @@ def _user_error(e: Exception) -> None:
     raise e
 
 
+_VALUE_FLAGS = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir")
+
+
+def check_sweep(argv: list[str], config_name: str = "config") -> None:
+    """Compose and validate every point of a `-m` sweep before any job is launched: one bad
+    value is one line (naming the job and the key) and nothing is submitted."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dlf.cli_errors import one_line
+
+    if any(a.split("=")[0] in _VALUE_FLAGS for a in argv):
+        return  # another config source: Hydra validates each job as it runs
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        points = [p for batch in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
+                  for p in batch]
+        with initialize_config_dir(config_dir=str(Path(__file__).parent / CONF_DIR), version_base="1.3"):
+            for num, point in enumerate(points):
+                try:
+                    config_lib.from_hydra(compose(config_name=config_name, overrides=point))
+                except Exception as e:  # noqa: BLE001 - user errors become one line, others are Hydra's
+                    msg = one_line(e)
+                    if msg is None:
+                        return
+                    print(f"dlf: error: job {num} ({' '.join(point)}): {msg}; nothing was launched", file=sys.stderr)
+                    sys.exit(2)
+    except Exception:  # noqa: BLE001 - what this check cannot parse, Hydra reports as it launches
+        return
+
+
 def main() -> None:
+    if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
+        check_sweep(sys.argv[1:])
     run_app(app)
 
 

@@ -69,7 +69,13 @@ def read_run(path: Path) -> RunResult:
     f = path / "summary.json"
     if not f.exists():
         return RunResult(path, "incomplete", error="started but wrote no summary.json (killed or still running)")
-    s = json.loads(f.read_text())
+    try:
+        s = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        return RunResult(path, "failed", error=f"summary.json cannot be read ({type(e).__name__}: {e})")
+    if s.get("status") in ("running", "interrupted"):
+        return RunResult(path, "incomplete", flat(s.get("config", {})), summary=s,
+                         error=f"status {s['status']} (killed, interrupted or still running; rerun to finish)")
     if s.get("status") == "failed" or "final" not in s:
         return RunResult(path, "failed", flat(s.get("config", {})),
                          error=s.get("error", f"status {s.get('status')!r}"), summary=s)
