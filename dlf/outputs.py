@@ -67,9 +67,13 @@ def git_sha(path: Path | None = None) -> str:
 class JsonlWriter:
     """Appends one JSON object per line, flushed each time so a killed run keeps its rows."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, append: bool = False):
         self.path = Path(path)
-        self._f = self.path.open("w")  # a resumed run rewrites the rows it keeps first
+        # a resumed run rewrites the rows it keeps first; an appending writer first ends a line
+        # that a killed writer left cut short (read_jsonl then drops that line)
+        self._f = self.path.open("a" if append else "w")
+        if append and self._f.tell() and not self.path.read_bytes().endswith(b"\n"):
+            self._f.write("\n")
 
     def write(self, row: dict[str, Any]) -> None:
         self._f.write(json.dumps(row, allow_nan=False) + "\n")
@@ -77,6 +81,12 @@ class JsonlWriter:
 
     def close(self) -> None:
         self._f.close()
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

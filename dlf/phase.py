@@ -30,18 +30,14 @@ def app(cfg: DictConfig) -> None:
         from dlf.drive.grid import check
 
         check(phase_cfg)
+        from dlf.drive.grid import run_phase
+
+        run_phase(phase_cfg, out_dir, OmegaConf.to_yaml(cfg, resolve=True))  # records its own failures
     except config_lib.ConfigError as e:
-        write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
+        if not (out_dir / "config.yaml").exists():  # never over the record of a grid already there
+            write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
         print(f"dlf: error: {e}", file=sys.stderr)
         sys.exit(2)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    from dlf.drive.grid import run_phase
-
-    try:
-        run_phase(phase_cfg, out_dir)
-    except Exception as e:
-        write_json(out_dir / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"})
-        raise
 
 
 _LIST_ARG = re.compile(r"^(\+{0,2}grid\.(?:A|T))=(?!\[|null$)(.+)$")
