@@ -164,7 +164,7 @@ def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninte
     import sys
 
     partition = _slurm_partition()
-    args = ["-m", "schedule.A=5,10", "train.steps=6000", "train.log_every=500", "seeds=2", "model.width=8",
+    args = ["-m", "schedule.A=5,10", "train.steps=100000", "train.log_every=1000", "seeds=2", "model.width=8",
             "compile_cache=null"]
     ref = run_cli(*args, "hydra.sweep.dir=ref", cwd=tmp_path, timeout=900)
     assert ref.returncode == 0, ref.stderr[-3000:]
@@ -178,7 +178,9 @@ def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninte
         job = sweep / "0_A5_T100_s0"
         metrics = job / "metrics.jsonl"
         _wait(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, "job 0 to train", 600, proc)
-        (array,) = {d.name.split("_")[0] for d in (sweep / ".submitit").iterdir() if "_" in d.name}
+        ids = {d.name.split("_")[0] for d in (sweep / ".submitit").iterdir() if d.name.split("_")[0].isdigit()}
+        assert len(ids) == 1, ids  # one job array
+        array = ids.pop()
         subprocess.run(["scancel", "--signal=USR2", f"{array}_0"], check=True, timeout=30)
         out, _ = proc.communicate(timeout=900)
     finally:
