@@ -75,6 +75,8 @@ class GridConfig:
     A: tuple[float, ...] | None = _f(None, low=1.0, doc="amplitudes of a phase diagram (null: schedule.A)")
     T: tuple[int, ...] | None = _f(None, low=2, doc="periods of a phase diagram (null: schedule.T)")
     chunk_runs: int | None = _f(None, low=1, doc="runs per compiled program call (null: from memory)")
+    shards: int = _f(1, low=1, doc="split the grid's points into N jobs of a SLURM array (hydra/launcher=slurm)")
+    shard: int | None = _f(None, low=0, doc="the shard this job trains (set by dlf.phase; null: all points)")
 
 
 @dataclass(frozen=True)

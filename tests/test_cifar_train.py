@@ -96,7 +96,7 @@ def test_bf16_and_wrn_batch_norm_run(tmp_path, cifar_dir):
     (["dataset.path=/nonexistent/cifar"], "dataset.path="),
     (["dataset.subset=0"], "dataset.subset=0 is not allowed; expected an integer >= 1"),
     (["train.batch_size=100"], "train.batch_size=100 is not allowed; expected <= 80"),
-    (["model=mlp", "dataset=cifar10"], "model=mlp is not allowed with dataset.name=cifar10"),
+    (["model=mlp", "dataset=cifar10"], "model.name=mlp is not allowed with dataset.name=cifar10"),
     (["train.epochs=null"], "train.batch_size=16 with train.epochs=None is not allowed"),
 ])
 def test_bad_cifar_input_is_one_line(tmp_path, cifar_dir, extra, message):

@@ -55,3 +55,18 @@ def test_a_signalled_grid_stops_after_its_chunk_and_goes_on(tmp_path, full, monk
     again = run_cli(*GRID, "hydra.run.dir=g", cwd=tmp_path, module="dlf.phase")
     assert again.returncode == 0, again.stderr[-3000:]
     _same(d, full)
+
+
+def test_a_sharded_grid_merges_to_the_one_process_result(tmp_path, full):
+    """grid.shards=2: two jobs (here the basic launcher; SLURM in test_slurm.py), each a resumable
+    grid of its own under shard_<k>/, merged into the phase.csv and runs.csv of one process."""
+    p = run_cli(*GRID, "grid.shards=2", "hydra.run.dir=sh", cwd=tmp_path, module="dlf.phase")
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "sh"
+    assert sorted(x.name for x in d.glob("shard_*")) == ["shard_0", "shard_1"]
+    _same(d, full)
+    assert json.loads((d / "summary.json").read_text())["shards"] == 2
+    no_dir = run_cli(*GRID, "grid.shards=2", cwd=tmp_path, module="dlf.phase")
+    assert no_dir.returncode == 2 and "grid.shards=2 needs hydra.run.dir=DIR" in no_dir.stderr
+    too_many = run_cli(*GRID, "grid.shards=5", "hydra.run.dir=sh5", cwd=tmp_path, module="dlf.phase")
+    assert too_many.returncode == 2 and "grid.shards=5 is not allowed; expected <= 4" in too_many.stderr

@@ -198,3 +198,40 @@ def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninte
         agg = run_cli(str(d), cwd=tmp_path, module="dlf.aggregate")
         assert agg.returncode == 0 and "2 job(s) ok, 0 failed, 0 missing" in agg.stdout, agg.stdout + agg.stderr
     assert (sweep / "phase.csv").read_text() == (tmp_path / "ref" / "phase.csv").read_text()
+
+
+@pytest.mark.slurm
+def test_grid_shards_run_as_a_slurm_array_and_merge_to_the_one_process_result(tmp_path):
+    partition = _slurm_partition()
+    grid = ["grid.A=1,10", "grid.T=50,100", "seeds=2", "train.steps=60", "train.log_every=30", "model.width=4",
+            "compile_cache=null"]
+    one = run_cli(*grid, "hydra.run.dir=one", cwd=tmp_path, module="dlf.phase", timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    try:
+        p = run_cli(*grid, "grid.shards=2", "hydra.run.dir=sh", "hydra/launcher=slurm", f"hydra.launcher.partition={partition}",
+                    "hydra.launcher.cpus_per_task=1", "hydra.launcher.gpus_per_node=0", "hydra.launcher.mem_gb=1",
+                    "hydra.launcher.timeout_min=10", cwd=tmp_path, module="dlf.phase", timeout=900)
+    except BaseException:
+        subprocess.run(["scancel", "--name=dlf"], capture_output=True, timeout=30)
+        raise
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "sh"
+    ids = {str(yaml.safe_load((d / f"shard_{k}" / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
+           for k in (0, 1)}
+    assert len({i.split("_")[0] for i in ids}) == 1 and len(ids) == 2, ids  # two tasks of one SLURM array
+    for name in ("phase.csv", "runs.csv"):
+        assert (d / name).read_text() == (tmp_path / "one" / name).read_text(), name
+
+
+def test_slurm_up_needs_its_opt_in_and_checks_its_values():
+    """launch/slurm_up.sh refuses without DLF_SLURM_THROWAWAY=1 and with a bad number, before it
+    touches anything."""
+    from conftest import ROOT
+
+    script = str(ROOT / "launch" / "slurm_up.sh")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLF_SLURM")}
+    p = subprocess.run([script], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 1 and "set DLF_SLURM_THROWAWAY=1" in p.stderr
+    p = subprocess.run([script], capture_output=True, text=True, timeout=30,
+                       env={**env, "DLF_SLURM_THROWAWAY": "1", "DLF_SLURM_UP_TIMEOUT": "9e9"})
+    assert p.returncode == 1 and ("DLF_SLURM_UP_TIMEOUT=9e9 is not allowed" in p.stderr or "root" in p.stderr)

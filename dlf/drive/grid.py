@@ -36,6 +36,42 @@ def points(cfg: Config) -> list[tuple[float, int]]:
     return [(float(A), int(T)) for A in As for T in Ts]
 
 
+def shard_points(cfg: Config) -> list[tuple[float, int]]:
+    """The points this job trains: all, or every grid.shards-th from grid.shard on."""
+    grid = points(cfg)
+    return grid if cfg.grid.shard is None else grid[cfg.grid.shard::cfg.grid.shards]
+
+
+def merge(root: Path) -> dict[str, Any]:
+    """Merge the shard_*/ directories of a sharded grid into root: runs.csv, phase.csv, phase.png
+    and summary.json as a one-process grid writes them. Refused while a shard is not finished."""
+    root = Path(root)
+    shards = sorted(root.glob("shard_*/summary.json"))
+    if not shards:
+        raise ConfigError(f"{root} holds no shard_*/ of a sharded dlf.phase grid")
+    summaries = [rundir.read_summary(s.parent) or {} for s in shards]
+    cfg = config_lib.replace(config_lib.from_dict(summaries[0]["config"]), grid=dict(shard=None))
+    if len(shards) != cfg.grid.shards or any(s.get("status") != "ok" for s in summaries):
+        state = ", ".join(f"{p.parent.name}: {s.get('status')}" for p, s in zip(shards, summaries))
+        raise ConfigError(f"{root}: {len(shards)} of {cfg.grid.shards} shards, not all finished ({state}); "
+                          "rerun the same command to finish them")
+    done = {(r["A"], r["T"], r["seed"]): r for p in shards for r in results.read_runs_csv(p.parent / "runs.csv")}
+    seeds = range(cfg.seed, cfg.seed + cfg.seeds)
+    final = [done[A, T, s] for A, T in points(cfg) for s in seeds]
+    records = [Record(r["A"], r["T"], r["seed"], r["train_acc"], r["val_acc"], r["diverged_step"] >= 0)
+               for r in final]
+    rows = table(records)
+    results.write_runs_csv(root / "runs.csv", final)
+    write_csv(root / "phase.csv", rows)
+    plot(root / "phase.png", rows, title(cfg))
+    summary = {"status": "ok", "points": len(points(cfg)), "seeds": list(seeds), "runs": len(final),
+               "steps": cfg.train.steps, "diverged_runs": sum(r.diverged for r in records), "best": best(rows),
+               "shards": len(shards), "git_sha": outputs.git_sha(), "config": config_lib.to_dict(cfg)}
+    outputs.write_json(root / "summary.json", summary)
+    log.info("dlf.phase: merged %d shards into %s: %s", len(shards), root, describe(rows))
+    return summary
+
+
 def check(cfg: Config) -> None:
     """Cross-checks of a grid that the per-key validation cannot see."""
     if cfg.epoch_run:
@@ -46,6 +82,11 @@ def check(cfg: Config) -> None:
     for key, vals in (("grid.A", cfg.grid.A or ()), ("grid.T", cfg.grid.T or ())):
         if len(set(vals)) != len(vals):
             raise ConfigError(f"{key}={list(vals)} is not allowed; expected distinct values")
+    if cfg.grid.shard is not None and cfg.grid.shard >= cfg.grid.shards:
+        raise ConfigError(f"grid.shard={cfg.grid.shard} is not allowed; expected < grid.shards={cfg.grid.shards}")
+    if cfg.grid.shards > len(points(cfg)):
+        raise ConfigError(f"grid.shards={cfg.grid.shards} is not allowed; expected <= {len(points(cfg))}, the "
+                          "number of grid points")
     for T in {T for _, T in points(cfg)}:  # the oscillation stop, validated once per period
         config_lib.replace(cfg, schedule=dict(T=T))
 
@@ -125,7 +166,7 @@ def run_phase(cfg: Config, out_dir: Path, config_yaml: str | None = None) -> dic
 def _train_grid(cfg: Config, out_dir: Path, stop: rundir.Preemption) -> dict[str, Any]:
     t_start = time.perf_counter()
     use_compile_cache(cfg.compile_cache)
-    grid = points(cfg)
+    grid = shard_points(cfg)
     steps = cfg.train.steps
     vmap_size = cfg.train.vmap_size or default_vmap_size()
     partial = out_dir / "runs.partial.jsonl"
