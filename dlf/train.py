@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def check_sweep(argv: list[str], config_name: str = "config") -> None:
 
     from dlf.cli_errors import one_line
 
-    if any(a.split("=")[0] in _VALUE_FLAGS for a in argv):
-        return  # another config source: Hydra validates each job as it runs
+    if any(a.split("=")[0] in _VALUE_FLAGS for a in argv) or os.environ.get("DLF_SWEEP_PRECHECK") == "0":
+        return  # another config source (or the tests of a failing job): each job validates itself
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         points = [p for batch in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
