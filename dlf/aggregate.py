@@ -48,6 +48,9 @@ def collect(root: Path) -> Sweep:
         if not run.complete:
             sw.failed[name] = run.error
             continue
+        if other := _other_config(run.path, run.summary.get("config")):
+            sw.failed[name] = f"summary.json belongs to another configuration than config.yaml (differs in {other})"
+            continue
         if run.diverged_seeds:
             sw.diverged[name] = sorted(run.diverged_seeds)
         sw.ok.append(name)
@@ -67,12 +70,37 @@ def collect(root: Path) -> Sweep:
     return sw
 
 
+def _other_config(job: Path, summary_config: dict | None) -> str | None:
+    """The keys in which a job's summary.json and its config.yaml disagree (a summary left by an
+    earlier run of another configuration), or None."""
+    f = job / "config.yaml"
+    if summary_config is None or not f.exists():
+        return None
+    import yaml
+
+    from dlf import config as config_lib
+    from dlf.drive.rundir import differing
+
+    try:
+        stored = config_lib.to_dict(config_lib.from_dict(yaml.safe_load(f.read_text()) or {}))
+    except Exception as e:  # noqa: BLE001 - an unreadable config.yaml: the job cannot be trusted
+        return f"config.yaml, which cannot be read: {type(e).__name__}"
+    return ", ".join(differing(stored, summary_config)) or None
+
+
 def aggregate(root: Path) -> dict[str, Any]:
-    """Write phase.csv, phase.png and aggregate.json into the sweep directory `root`."""
+    """Write phase.csv, phase.png and aggregate.json into the sweep directory `root`; a directory
+    that holds no sweep (or is a dlf.phase or dlf.train output) is refused and nothing is written."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory")
+    if (root / "summary.json").exists():
+        raise ValueError(f"{root} is the output directory of one dlf.phase or dlf.train run, not a sweep; "
+                         "its results are already there (dlf.results.load reads them)")
     sw = collect(root)
+    if not (sw.ok or sw.failed or sw.missing or sw.diverged):
+        raise ValueError(f"{root} holds no sweep (no job directory with a summary.json or .hydra/, no "
+                         "multirun.yaml); give the directory of a `python -m dlf.train -m` sweep")
     if sw.varying:
         raise ValueError(f"the jobs differ in {', '.join(sw.varying)}; a phase diagram pools seeds over "
                          "(A, T) only: aggregate one value at a time (one sweep directory each)")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+from pathlib import Path
 from typing import Callable
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
@@ -16,10 +18,24 @@ def keys_of(path: str) -> list[str] | None:
     return typed.keys_of(Config, path)
 
 
+def _before_the_app(e: BaseException) -> bool:
+    """Raised by Hydra before any dlf code ran (no frame of the dlf package but this module)."""
+    tb, here = e.__traceback__, Path(__file__).resolve()
+    while tb is not None:
+        f = Path(tb.tb_frame.f_code.co_filename).resolve()
+        if f != here and here.parent in f.parents:
+            return False
+        tb = tb.tb_next
+    return True
+
+
 def one_line(e: BaseException) -> str | None:
     """The one-line message for a user error, or None for anything else (a bug keeps its traceback)."""
     if isinstance(e, ConfigError):
         return str(e)
+    if isinstance(e, OSError) and e.filename is not None and _before_the_app(e):
+        return (f"cannot create the output directory {e.filename} ({e.strerror}); give a writable "
+                "hydra.run.dir (hydra.sweep.dir in a sweep)")
     if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options is not None:
         group, _, option = e.missing_cfg_file.rpartition("/")
         return f"{group}={option} is not an option; choose one of: {', '.join(sorted(e.options))}"
@@ -46,11 +62,19 @@ def one_line(e: BaseException) -> str | None:
     return None
 
 
+_EMPTY_DIR = re.compile(r"^\+{0,2}(hydra\.(?:run|sweep)\.dir)=\s*(?:''|\"\"|null)?\s*$")
+
+
 def run_app(app: Callable[[], object]) -> None:
     """Run a @hydra.main app from the command line: CPU cores become XLA devices, and user errors
     (composition, validation, SLURM) print as one `dlf: error: ...` line with exit code 2."""
     from dlf.devices import host_device_flag
 
+    for a in sys.argv[1:]:
+        if m := _EMPTY_DIR.match(a):
+            print(f"dlf: error: {m.group(1)}= (empty) is not allowed; expected a directory for the outputs",
+                  file=sys.stderr)
+            sys.exit(2)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, to print them as one line
     host_device_flag()  # CPU cores as XLA devices: runs are sharded over them
     try:

@@ -63,6 +63,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class CheckpointConfig:
     every_epochs: int = _f(0, low=0, doc="mini-batch runs: orbax checkpoint every N epochs (0: off)")
+    every_steps: int = _f(0, low=0, doc="full-batch runs: orbax checkpoint every N steps (0: off)")
     keep: int = _f(2, low=1, doc="checkpoints kept (the newest)")
 
 
@@ -81,6 +82,8 @@ class GridConfig:
     A: tuple[float, ...] | None = _f(None, low=1.0, doc="amplitudes of a phase diagram (null: schedule.A)")
     T: tuple[int, ...] | None = _f(None, low=2, doc="periods of a phase diagram (null: schedule.T)")
     chunk_runs: int | None = _f(None, low=1, doc="runs per compiled program call (null: from memory)")
+    shards: int = _f(1, low=1, doc="split the grid's points into N jobs of a SLURM array (hydra/launcher=slurm)")
+    shard: int | None = _f(None, low=0, doc="the shard this job trains (set by dlf.phase; null: all points)")
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,15 @@ def _check_cross(cfg: Config) -> Config:
         if value is not None and not cfg.epoch_run:
             raise ConfigError(f"{key}={value} is not allowed in a full-batch run; use the step count "
                               "(schedule.off_from_step, optimizer.warmup_steps) or set train.batch_size and train.epochs")
+    c = cfg.checkpoint
+    if c.every_epochs and not cfg.epoch_run or c.every_steps and cfg.epoch_run:
+        right = "checkpoint.every_steps" if c.every_epochs else "checkpoint.every_epochs"
+        wrong = "checkpoint.every_epochs" if c.every_epochs else "checkpoint.every_steps"
+        raise ConfigError(f"{wrong}={c.every_epochs or c.every_steps} is not allowed in a "
+                          f"{'full-batch' if c.every_epochs else 'mini-batch'} run; use {right}")
+    if c.every_steps and cfg.probing:
+        raise ConfigError(f"checkpoint.every_steps={c.every_steps} is not allowed with probes on; expected 0 "
+                          "(a probe run keeps its per-step loss in memory and cannot resume)")
     for name, p in cfg.probes.items():
         if p.every and cfg.epoch_run:
             raise ConfigError(f"probes.{name}.every={p.every} is not allowed in a mini-batch run; expected 0 "

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -64,9 +67,13 @@ def git_sha(path: Path | None = None) -> str:
 class JsonlWriter:
     """Appends one JSON object per line, flushed each time so a killed run keeps its rows."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, append: bool = False):
         self.path = Path(path)
-        self._f = self.path.open("w")  # a resumed run rewrites the rows it keeps first
+        # a resumed run rewrites the rows it keeps first; an appending writer first ends a line
+        # that a killed writer left cut short (read_jsonl then drops that line)
+        self._f = self.path.open("a" if append else "w")
+        if append and self._f.tell() and not self.path.read_bytes().endswith(b"\n"):
+            self._f.write("\n")
 
     def write(self, row: dict[str, Any]) -> None:
         self._f.write(json.dumps(row, allow_nan=False) + "\n")
@@ -75,10 +82,44 @@ class JsonlWriter:
     def close(self) -> None:
         self._f.close()
 
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The rows of a JSONL file; a last line cut short (a run killed while writing it) is dropped
+    with a warning, a bad line elsewhere is an error."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise
+            logging.getLogger("dlf").warning("dlf: %s: dropped a truncated last line", path)
+    return rows
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a file atomically: a temporary file in the same directory, then a rename, so that a
+    reader (or a run killed mid-write) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    """A JSON file, written atomically."""
+    write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")

@@ -30,21 +30,18 @@ def app(cfg: DictConfig) -> None:
         from dlf.drive.grid import check
 
         check(phase_cfg)
+        from dlf.drive.grid import run_phase
+
+        summary = run_phase(phase_cfg, out_dir, OmegaConf.to_yaml(cfg, resolve=True))  # records its own failures
     except config_lib.ConfigError as e:
-        write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
+        if not (out_dir / "config.yaml").exists():  # never over the record of a grid already there
+            write_json(out_dir / "summary.json", {"status": "failed", "error": str(e)})
         print(f"dlf: error: {e}", file=sys.stderr)
         sys.exit(2)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    from dlf.drive.grid import run_phase
+    if summary.get("status") == "ok":
+        from dlf.tracking.wandb_phase import mirror_grid  # logger=wandb: the diagram as one W&B run
 
-    try:
-        summary = run_phase(phase_cfg, out_dir)
-    except Exception as e:
-        write_json(out_dir / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"})
-        raise
-    from dlf.tracking.wandb_phase import mirror_grid  # logger=wandb: the diagram as one W&B run
-
-    mirror_grid(phase_cfg, out_dir, summary)
+        mirror_grid(phase_cfg, out_dir, summary)
 
 
 _LIST_ARG = re.compile(r"^(\+{0,2}grid\.(?:A|T))=(?!\[|null$)(.+)$")
@@ -61,8 +58,32 @@ def main() -> None:
         print("dlf: error: dlf.phase trains the whole grid in one program; give grid.A=... grid.T=... "
               "without -m (sweeps of jobs: python -m dlf.train -m ...)", file=sys.stderr)
         sys.exit(2)
-    sys.argv = sys.argv[:1] + list_args(sys.argv[1:])
+    argv = list_args(sys.argv[1:])
+    shards = max([int(m.group(1)) for a in argv if (m := _SHARDS.match(a))] or [1])
+    if shards == 1:
+        sys.argv = sys.argv[:1] + argv
+        run_app(app)
+        return
+    dirs = [a.split("=", 1)[1] for a in argv if _DIR.match(a)]
+    if not dirs:
+        print(f"dlf: error: grid.shards={shards} needs hydra.run.dir=DIR (the shards go to DIR/shard_<k>/, the "
+              "merged grid to DIR)", file=sys.stderr)
+        sys.exit(2)
+    # the shards are the jobs of one sweep (a SLURM array with hydra/launcher=slurm); then one merge
+    sys.argv = sys.argv[:1] + ["-m"] + [a for a in argv if not _DIR.match(a)] + [
+        f"grid.shard=range(0,{shards})", f"hydra.sweep.dir={dirs[-1]}", "hydra.sweep.subdir=shard_${grid.shard}"]
     run_app(app)
+    from dlf.drive.grid import merge
+
+    try:
+        merge(Path(dirs[-1]))
+    except config_lib.ConfigError as e:
+        print(f"dlf: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+_SHARDS = re.compile(r"^\+{0,2}grid\.shards=(\d+)$")
+_DIR = re.compile(r"^\+{0,2}hydra\.(?:run|sweep)\.dir=")
 
 
 if __name__ == "__main__":

@@ -99,15 +99,28 @@ def test_local_reads_the_pickle_format_exactly(tmp_path):
     assert_same(cifar10.load("local", str(tmp_path), None, None)[1], test)
 
 
-def test_subset_keeps_the_first_images_of_each_split(tmp_path):
+def test_subset_is_a_class_balanced_draw_in_the_original_order(tmp_path):
     train, test = fake_cifar()
     root = write_batches_py(tmp_path / "b", train, test)
     sub_train, sub_test = cifar10.load("local", str(root), None, 3)
-    assert_same(sub_train, cifar10.Split(train.x[:3], train.y[:3]))
-    assert_same(sub_test, cifar10.Split(test.x[:3], test.y[:3]))
+    keep = cifar10.balanced(train.y, 3)
+    assert_same(sub_train, cifar10.Split(train.x[keep], train.y[keep]))
+    assert len(set(sub_train.y.tolist())) == min(3, len(set(train.y.tolist())))
     sub_train, sub_test = cifar10.load("local", str(root), None, 7)  # more than the 4 test images
     assert len(sub_train.y) == 7
     assert_same(sub_test, test)
+
+
+def test_balanced_subset_of_a_file_stored_class_by_class():
+    """The first n images of a class-sorted file are one class; the draw has every class, n // C
+    each (the rest to the first classes that still have images), and is the same every time."""
+    y = np.repeat(np.arange(10), 50)
+    keep = cifar10.balanced(y, 25)
+    counts = np.bincount(y[keep], minlength=10)
+    assert counts.sum() == 25 and counts.min() == 2 and counts.max() == 3
+    assert np.array_equal(keep, np.sort(keep)) and np.array_equal(keep, cifar10.balanced(y, 25))
+    y_few = np.array([0] * 2 + [1] * 20)
+    assert np.bincount(y_few[cifar10.balanced(y_few, 10)]).tolist() == [2, 8]
 
 
 # --- source=tfds, prepared offline without TensorFlow -----------------------------------------
@@ -120,8 +133,9 @@ def test_tfds_prepared_offline_from_the_binary_tarball(tmp_path, no_network):
     assert_same(got_train, train)
     assert_same(got_test, test)
     sub_train, sub_test = cifar10.load("tfds", None, str(tmp_path / "tfds"), 4)
-    assert_same(sub_train, cifar10.Split(train.x[:4], train.y[:4]))
-    assert_same(sub_test, cifar10.Split(test.x[:4], test.y[:4]))
+    k_train, k_test = cifar10.balanced(train.y, 4), cifar10.balanced(test.y, 4)  # as the local source draws
+    assert_same(sub_train, cifar10.Split(train.x[k_train], train.y[k_train]))
+    assert_same(sub_test, cifar10.Split(test.x[k_test], test.y[k_test]))
 
 
 def test_prepare_reads_all_three_inputs_alike(tmp_path):

@@ -27,8 +27,8 @@ def _slurm_partition() -> str:
     """The default partition of a usable SLURM cluster; skips (or fails) when there is none."""
     def unavailable(reason: str):
         if os.environ.get("DLF_REQUIRE_SLURM") == "1":
-            pytest.fail(f"DLF_REQUIRE_SLURM=1 but {reason}; bring it up with launch/slurm_up.sh")
-        pytest.skip(f"{reason}; bring one up with launch/slurm_up.sh")
+            pytest.fail(f"DLF_REQUIRE_SLURM=1 but {reason}; bring it up with DLF_SLURM_THROWAWAY=1 launch/slurm_up.sh")
+        pytest.skip(f"{reason}; bring one up with DLF_SLURM_THROWAWAY=1 launch/slurm_up.sh")
 
     if shutil.which("sinfo") is None:
         unavailable("no SLURM client here (sinfo not on PATH)")
@@ -51,7 +51,8 @@ def _slurm_partition() -> str:
 def _sweep(tmp_path, tiny, *launcher: str) -> tuple[subprocess.CompletedProcess, object]:
     sweep = tmp_path / "sweep"
     p = run_cli("-m", f"schedule.A={','.join(AMPLITUDES)}", *tiny, f"hydra.sweep.dir={sweep}",
-                *launcher, cwd=tmp_path, timeout=600)
+                *launcher, cwd=tmp_path, timeout=600,
+                env={"DLF_SWEEP_PRECHECK": "0"})  # a job that fails: no check of the sweep before launching
     return p, sweep
 
 
@@ -141,3 +142,97 @@ def test_sweep_slurm_rejects_is_one_line(tmp_path, tiny):
     assert p.returncode == 2, p.stderr[-2000:]
     assert p.stderr.strip().splitlines()[-1].startswith("dlf: error: SLURM rejected the sweep: "), p.stderr
     assert "Traceback" not in p.stderr
+
+
+def _wait(cond, what: str, timeout: float, proc=None) -> None:
+    import time
+
+    end = time.time() + timeout
+    while not cond():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep ended while waiting for {what}: {proc.stdout.read()[-3000:]}")
+        if time.time() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(1)
+
+
+@pytest.mark.slurm
+def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninterrupted(tmp_path):
+    """scancel --signal=USR2 on a running sweep job (what SLURM sends before the time limit or on
+    preemption): the job finishes its chunk, checkpoints, records `interrupted`, submitit requeues
+    it, the requeued job resumes from the checkpoint, and the sweep's aggregate (phase.csv) and the
+    job's metrics equal those of the same sweep run without interruption."""
+    import sys
+
+    partition = _slurm_partition()
+    args = ["-m", "schedule.A=5,10", "train.steps=100000", "train.log_every=1000", "seeds=2", "model.width=8",
+            "compile_cache=null"]
+    ref = run_cli(*args, "hydra.sweep.dir=ref", cwd=tmp_path, timeout=900)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "dlf.train", *args, f"hydra.sweep.dir={sweep}", "hydra/launcher=slurm",
+                             f"hydra.launcher.partition={partition}", "hydra.launcher.cpus_per_task=1",
+                             "hydra.launcher.gpus_per_node=0", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        job = sweep / "0_A5_T100_s0"
+        metrics = job / "metrics.jsonl"
+        _wait(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, "job 0 to train", 600, proc)
+        ids = {d.name.split("_")[0] for d in (sweep / ".submitit").iterdir() if d.name.split("_")[0].isdigit()}
+        assert len(ids) == 1, ids  # one job array
+        array = ids.pop()
+        subprocess.run(["scancel", "--signal=USR2", f"{array}_0"], check=True, timeout=30)
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["scancel", "--name=dlf"], capture_output=True, timeout=30)
+    assert proc.returncode == 0, out[-3000:]
+    log = "".join(p.read_text() for p in (sweep / ".submitit").glob(f"{array}_0/*_log.*"))
+    assert "caught SIGUSR2" in log and "interrupted by SIGUSR2 at step" in log, log[-3000:]
+    assert "resuming from the checkpoint at step" in log, log[-3000:]
+    assert read_jsonl(metrics) == read_jsonl(tmp_path / "ref" / "0_A5_T100_s0" / "metrics.jsonl")
+    s = json.loads((job / "summary.json").read_text())
+    assert s["status"] == "ok"
+    for d in (sweep, tmp_path / "ref"):
+        agg = run_cli(str(d), cwd=tmp_path, module="dlf.aggregate")
+        assert agg.returncode == 0 and "2 job(s) ok, 0 failed, 0 missing" in agg.stdout, agg.stdout + agg.stderr
+    assert (sweep / "phase.csv").read_text() == (tmp_path / "ref" / "phase.csv").read_text()
+
+
+@pytest.mark.slurm
+def test_grid_shards_run_as_a_slurm_array_and_merge_to_the_one_process_result(tmp_path):
+    partition = _slurm_partition()
+    grid = ["grid.A=1,10", "grid.T=50,100", "seeds=2", "train.steps=60", "train.log_every=30", "model.width=4",
+            "compile_cache=null"]
+    one = run_cli(*grid, "hydra.run.dir=one", cwd=tmp_path, module="dlf.phase", timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    try:
+        p = run_cli(*grid, "grid.shards=2", "hydra.run.dir=sh", "hydra/launcher=slurm", f"hydra.launcher.partition={partition}",
+                    "hydra.launcher.cpus_per_task=1", "hydra.launcher.gpus_per_node=0", "hydra.launcher.mem_gb=1",
+                    "hydra.launcher.timeout_min=10", cwd=tmp_path, module="dlf.phase", timeout=900)
+    except BaseException:
+        subprocess.run(["scancel", "--name=dlf"], capture_output=True, timeout=30)
+        raise
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "sh"
+    ids = {str(yaml.safe_load((d / f"shard_{k}" / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
+           for k in (0, 1)}
+    assert len({i.split("_")[0] for i in ids}) == 1 and len(ids) == 2, ids  # two tasks of one SLURM array
+    for name in ("phase.csv", "runs.csv"):
+        assert (d / name).read_text() == (tmp_path / "one" / name).read_text(), name
+
+
+def test_slurm_up_needs_its_opt_in_and_checks_its_values():
+    """launch/slurm_up.sh refuses without DLF_SLURM_THROWAWAY=1 and with a bad number, before it
+    touches anything."""
+    from conftest import ROOT
+
+    script = str(ROOT / "launch" / "slurm_up.sh")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLF_SLURM")}
+    p = subprocess.run([script], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 1 and "set DLF_SLURM_THROWAWAY=1" in p.stderr
+    p = subprocess.run([script], capture_output=True, text=True, timeout=30,
+                       env={**env, "DLF_SLURM_THROWAWAY": "1", "DLF_SLURM_UP_TIMEOUT": "9e9"})
+    assert p.returncode == 1 and ("DLF_SLURM_UP_TIMEOUT=9e9 is not allowed" in p.stderr or "root" in p.stderr)

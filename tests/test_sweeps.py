@@ -1,40 +1,54 @@
-"""The paper's grids as sweep configs (experiment=fig1_grid, fig3_grid, fig5_grid): what they
-expand to, that their headers give the command and the cost per GPU and per CPU, and a reduced
-fig3_grid run end to end with the command line replacing part of the grid."""
+"""Sweeps under bad inputs and damaged job directories: a bad point stops `dlf.train -m` before any
+job runs; `dlf.aggregate` refuses what is not a sweep, names each job it cannot use, aggregates the rest."""
+import json
+
 import pytest
-from hydra import compose, initialize_config_dir
+import yaml
 
-from conftest import CONF, run_cli
-from dlf import config as config_lib
-from dlf.tracking.naming import sweep_size
+from conftest import run_cli
 
-config_lib.register_resolvers()
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("name, jobs, swept", [
-    ("fig1_grid", 360, {"schedule.A": "1,25,50,70", "schedule.T": "50,100,300", "seed": "range(30)"}),
-    ("fig3_grid", 42, {"schedule.A": "1,5,10,20,30,50,70", "schedule.T": "50,100,200,300,500,1000"}),
-    ("fig5_grid", 10, {"optimizer.lr": "0.25,0.5,1,2,4", "model.width": "100,1000"}),
-])
-def test_paper_grids_expand_to_the_papers_sweeps(name, jobs, swept):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
-    params = {k: str(v) for k, v in cfg.hydra.sweeper.params.items()}
-    assert params == swept and sweep_size([], params) == jobs
-    from omegaconf import OmegaConf
-    config_lib.from_hydra(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))  # a valid job config
-    head = (CONF / "experiment" / f"{name}.yaml").read_text().split("defaults:")[0]
-    assert f"python -m dlf.train -m experiment={name}" in head
-    assert "Cost" in head and "CPU" in head and "GPU" in head
+def test_a_bad_point_stops_the_sweep_before_any_job(tmp_path):
+    p = run_cli("-m", "schedule.A=10,0.5", "seed=0,1", "train.steps=20", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr[-2000:]
+    assert lines[0] == ("dlf: error: job 2 (schedule.A=0.5 seed=0 train.steps=20 hydra.sweep.dir=sweep): "
+                        "schedule.A=0.5 is not allowed; expected a number >= 1; nothing was launched")
+    assert list(tmp_path.iterdir()) == []  # no sweep dir, no job
 
 
-@pytest.mark.slow
-def test_fig3_grid_reduced_on_the_command_line_runs_and_aggregates(tmp_path):
-    p = run_cli("-m", "experiment=fig3_grid", "schedule.A=1,10", "schedule.T=30", "seeds=2", "train.steps=30",
-                "train.log_every=10", "model.width=4", "hydra.sweep.dir=sw", cwd=tmp_path)
+@pytest.mark.parametrize("what", ["empty", "run", "phase"])
+def test_aggregate_refuses_a_directory_without_a_sweep_and_writes_nothing(tmp_path, what):
+    d = tmp_path / "d"
+    d.mkdir()
+    if what != "empty":  # the output directory of one dlf.train or dlf.phase run
+        (d / "summary.json").write_text(json.dumps({"status": "ok", "points": 4}))
+        (d / "phase.csv").write_text("A,T\n1,100\n")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    p = run_cli(str(d), cwd=tmp_path, module="dlf.aggregate")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert ("holds no sweep" if what == "empty" else "not a sweep") in p.stderr
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_aggregate_names_unusable_jobs_and_aggregates_the_rest(tmp_path):
+    p = run_cli("-m", "schedule.A=1,5,10", "train.steps=20", "train.log_every=10", "seeds=2", "model.width=4",
+                "compile_cache=null", "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert sorted(d.name for d in (tmp_path / "sw").iterdir() if d.is_dir()) == ["0_A1_T30_s0", "1_A10_T30_s0"]
-    assert "sweep 2/2 jobs done" in p.stdout + p.stderr
-    a = run_cli("sw", module="dlf.aggregate", cwd=tmp_path)
-    assert a.returncode == 0, a.stderr
-    assert (tmp_path / "sw" / "phase.csv").read_text().count("\n") == 3  # header + 2 points
+    sweep = tmp_path / "sweep"
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))
+    assert len(jobs) == 3
+    (jobs[0] / "summary.json").write_text((jobs[0] / "summary.json").read_text()[:100])  # cut short
+    cfg = yaml.safe_load((jobs[1] / "config.yaml").read_text())  # a summary left by another config
+    cfg["seeds"] = 3
+    (jobs[1] / "config.yaml").write_text(yaml.safe_dump(cfg))
+    p = run_cli(str(sweep), cwd=tmp_path, module="dlf.aggregate")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "1 job(s) ok, 2 failed" in p.stdout
+    assert f"failed: {jobs[0].name}: summary.json cannot be read" in p.stdout
+    assert f"failed: {jobs[1].name}: summary.json belongs to another configuration than config.yaml (differs in seeds)" \
+        in p.stdout
+    rows = (sweep / "phase.csv").read_text().strip().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("10.0,")

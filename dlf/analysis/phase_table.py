@@ -48,11 +48,17 @@ def table(records: Iterable[Record]) -> list[dict]:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
+    """phase.csv, written atomically."""
+    import io
+
+    from dlf.outputs import write_text
+
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=COLUMNS)
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
+    write_text(path, f.getvalue())
 
 
 def read_csv(path: Path) -> list[dict]:

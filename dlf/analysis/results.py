@@ -69,10 +69,16 @@ def read_run(path: Path) -> RunResult:
     f = path / "summary.json"
     if not f.exists():
         return RunResult(path, "incomplete", error="started but wrote no summary.json (killed or still running)")
-    s = json.loads(f.read_text())
+    try:
+        s = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        return RunResult(path, "failed", error=f"summary.json cannot be read ({type(e).__name__}: {e})")
     status = s.get("status")
-    if status not in ("ok", "diverged"):  # failed, or a status of a run that did not finish
-        return RunResult(path, "failed" if status == "failed" else str(status), flat(s.get("config", {})),
+    if status in ("running", "interrupted"):
+        return RunResult(path, "incomplete", flat(s.get("config", {})), summary=s,
+                         error=f"status {status} (killed, interrupted or still running; rerun to finish)")
+    if status not in ("ok", "diverged"):  # failed, or a status this reader does not know
+        return RunResult(path, "failed", flat(s.get("config", {})),
                          error=s.get("error", f"status {status!r}"), summary=s)
     finals = {k: tuple(v["per_seed"]) for k, v in s.get("final", {}).items()}
     return RunResult(path, status, flat(s.get("config", {})), tuple(s.get("seeds", ())), finals,
@@ -138,12 +144,17 @@ def read_sweep(root: Path) -> Sweep:
 
 
 def write_runs_csv(path: Path, final: list[dict]) -> None:
-    """runs.csv: one row per (A, T, seed) with its final values ('' where None)."""
-    with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=RUNS_COLUMNS)
-        w.writeheader()
-        for r in final:
-            w.writerow({k: "" if r.get(k) is None else r[k] for k in RUNS_COLUMNS})
+    """runs.csv: one row per (A, T, seed) with its final values ('' where None), written atomically."""
+    import io
+
+    from dlf.outputs import write_text
+
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=RUNS_COLUMNS)
+    w.writeheader()
+    for r in final:
+        w.writerow({k: "" if r.get(k) is None else r[k] for k in RUNS_COLUMNS})
+    write_text(path, f.getvalue())
 
 
 def read_runs_csv(path: Path) -> list[dict[str, Any]]:

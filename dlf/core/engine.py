@@ -330,7 +330,7 @@ class Compiled:
                  after_chunk: Callable[[int, TrainState], None] | None = None) -> tuple[TrainState, float]:
         """Train from unit `start` (a resumed run) to the end; call on_metrics(unit, host_outputs)
         at `start` and at every chunk end, and after_chunk(unit, states) right after each chunk
-        (for checkpoints; it syncs). Host reads of outputs happen one chunk behind the device (the
+        (for checkpoints; it syncs; returning True stops training there). Host reads of outputs happen one chunk behind the device (the
         next chunk is dispatched first), so the device never waits on the host. Returns the final
         states and the training wall time."""
         n = self.n_runs
@@ -344,8 +344,8 @@ class Compiled:
             unit = end
             on_metrics(pending[0], cut(jax.device_get(pending[1])))  # host sync, previous chunk
             pending = (unit, out)
-            if after_chunk is not None:
-                after_chunk(unit, cut(states))
+            if after_chunk is not None and after_chunk(unit, cut(states)):
+                break  # asked to stop here (preemption): this chunk's outputs are still delivered
         on_metrics(pending[0], cut(jax.device_get(pending[1])))
         states = jax.block_until_ready(cut(states))
         return states, time.perf_counter() - t1

@@ -39,7 +39,7 @@ class Cifar10Config:
     source: str = setting("local", choices=("local", "tfds"), doc="where the images come from")
     path: str | None = setting(None, doc="source=local: a cifar-10-batches-py directory")
     data_dir: str | None = setting(None, doc="source=tfds: the tensorflow-datasets data_dir")
-    subset: int | None = setting(None, low=1, doc="use the first N training (and test) images")
+    subset: int | None = setting(None, low=1, doc="a class-balanced draw (fixed seed) of N training (and test) images")
 
 
 def _spiral(cfg) -> tuple[Split, Split]:

@@ -25,7 +25,8 @@ def load(source: str, path: str | None, data_dir: str | None, subset: int | None
     """(train, test) with x uint8 [N, 32, 32, 3] and y int32 [N], in the original CIFAR-10 order.
     source='local' reads the cifar-10-batches-py directory `path`; source='tfds' reads the
     tensorflow-datasets `cifar10` prepared under `data_dir` (None: the tfds default directory).
-    subset=n keeps the first n images of each split (all of a split that has fewer)."""
+    subset=n keeps a class-balanced draw of n images of each split (fixed seed; all of a split that
+    has fewer), in the original order: a file stored class by class gives every class."""
     if source not in SOURCES:
         raise ConfigError(f"dataset.source={source!r} is not allowed; choose one of: {', '.join(SOURCES)}")
     if subset is not None and subset <= 0:
@@ -35,9 +36,26 @@ def load(source: str, path: str | None, data_dir: str | None, subset: int | None
         train, test = read_batches_py(path) if source == "local" else read_tfds(data_dir, subset)
     except ValueError as e:
         raise ConfigError(f"dataset.source={source} {where}: {e}; {HOW_TO_GET}") from None
-    if subset is not None:
-        train, test = (Split(s.x[:subset].copy(), s.y[:subset].copy()) for s in (train, test))
+    if subset is not None and source == "local":
+        train, test = (Split(s.x[keep].copy(), s.y[keep].copy()) for s in (train, test)
+                       for keep in [balanced(s.y, subset)])
     return train, test
+
+
+def balanced(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of n of the labels y, as even over the classes as they allow (n // C each, the
+    rest to the classes that still have images), each class's picks drawn with a fixed seed."""
+    y = np.asarray(y)
+    if n >= y.size:
+        return np.arange(y.size)
+    rng = np.random.default_rng(seed)
+    pools = {c: list(rng.permutation(np.flatnonzero(y == c))) for c in np.unique(y)}
+    picks: list[int] = []
+    while len(picks) < n:  # round robin over the classes that have images left
+        for c in sorted(pools):
+            if pools[c] and len(picks) < n:
+                picks.append(int(pools[c].pop()))
+    return np.sort(np.asarray(picks))
 
 
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +135,7 @@ def read_batches_py(path: str | None) -> tuple[Split, Split]:
 def read_tfds(data_dir: str | None, subset: int | None = None) -> tuple[Split, Split]:
     """(train, test) from tensorflow-datasets' cifar10 under data_dir (None: tfds' default), as
     tfds.data_source('cifar10', data_dir=data_dir) reads it: without TensorFlow, without downloading,
-    only the array_record format. The first `subset` images of each split (None: all)."""
+    only the array_record format. A class-balanced draw of `subset` images of each split (None: all)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -147,7 +165,8 @@ def _ordered(source, prefix: str, subset: int | None) -> Split:
     ids = np.array([int(r["id"].decode().removeprefix(prefix)) for r in records])
     if not np.array_equal(np.sort(ids), np.arange(len(ids))):
         raise ValueError(f"ids of split {prefix[:-1]} are not {prefix}00000..{len(ids) - 1}")
-    keep = np.argsort(ids)[:subset]
+    order = np.argsort(ids)
+    keep = order if subset is None else order[balanced(np.array([records[i]["label"] for i in order]), subset)]
     x = np.stack([np.asarray(PIL.Image.open(io.BytesIO(records[i]["image"])).convert("RGB"))
                   for i in keep])
     y = np.array([records[i]["label"] for i in keep], dtype=np.int32)

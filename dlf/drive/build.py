@@ -116,6 +116,7 @@ def build(cfg: Config, points: list[tuple[float, int]] | None = None) -> Built:
     program = program_of(cfg, model, n_train, y_train)
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     x_example = program.inputs(data.x_train[:1], data)
+    check_fits(cfg, model, x_example, n_train + int(data.x_val.shape[0]), len(seeds) * len(points or [0]))
     seed_states = init_states(model, program.tx, seeds, x_example, lambda m, key, x: model.init(key, x))
     dtype = program.loss_dtype(data)
     if points is None:
@@ -151,3 +152,30 @@ def bytes_per_run(built: Built, dtype) -> int:
     per_example = sum(v.size for v in jax.tree.leaves(inter))
     n = built.data.x_train.shape[0] + built.data.x_val.shape[0]
     return jnp.dtype(dtype).itemsize * (6 * n_params + 4 * n * per_example)
+
+
+def _memory_bytes() -> int:
+    """The first device's memory (its limit on accelerators, the host's RAM on CPU)."""
+    import os
+
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return int(stats["bytes_limit"]) if "bytes_limit" in stats else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_fits(cfg: Config, model: models.Adapter, x_example, n_examples: int, n_runs: int) -> None:
+    """Refuse, before anything is allocated, runs that cannot fit in memory: parameters, gradients
+    and optimizer state of every run (6 copies) plus the activations of one run over the examples
+    it evaluates at once (4 copies), from the model's abstract shapes."""
+    params, state = jax.eval_shape(lambda k: model.init(k, x_example), jax.random.key(0))
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    _, inter = jax.eval_shape(lambda p, s: model.module.apply({"params": p, **s}, x_example, capture_intermediates=True,
+                                                              **model._mode(False)), params, state)
+    per_example = sum(v.size for v in jax.tree.leaves(inter)) // max(1, x_example.shape[0])
+    batch = max(cfg.train.batch_size, cfg.train.eval_batch_size) if cfg.epoch_run else n_examples
+    need = (8 if cfg.precision == "float64" else 4) * (6 * n_params * n_runs + 4 * batch * per_example)
+    have = _memory_bytes()
+    if need > have:
+        raise ConfigError(f"model.width/depth and seeds: {n_runs} run(s) of {n_params:,} parameters and "
+                          f"{per_example:,} activations per example need ~{need / 2**30:.1f} GiB, more than the "
+                          f"{have / 2**30:.1f} GiB of the {jax.default_backend()} device; reduce model.width, seeds "
+                          "or the data size")

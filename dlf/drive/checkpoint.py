@@ -1,12 +1,16 @@
-"""Orbax checkpoints of a run's stacked train states, in `<run dir>/checkpoints/<epoch>/`.
+"""Orbax checkpoints of a run's stacked train states, in `<run dir>/checkpoints/<unit>/` (the unit
+is the epoch of a mini-batch run, the step of a full-batch one).
 
-A rerun of the same command (same run dir) resumes from the newest checkpoint; the run is
-deterministic (epoch permutations are keyed by the epoch), so its final metrics equal those of an
-uninterrupted run. The config of the run that wrote the checkpoints is kept beside them and must
-match."""
+A rerun of the same command (same run dir) resumes from the newest checkpoint that can be read
+(a corrupt or truncated one is removed with one log line, and the previous one is used); the run
+is deterministic (epoch permutations are keyed by the epoch), so its final metrics equal those of
+an uninterrupted run. The config of the run that wrote the checkpoints is kept beside them and
+must match."""
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,8 @@ import numpy as np
 
 from dlf.errors import ConfigError
 from dlf.core.engine import TrainState
+
+log = logging.getLogger("dlf")
 
 # keys that may differ between the run that wrote a checkpoint and the one that resumes from it
 _FREE = ("logger", "compile_cache", "checkpoint", "grid")
@@ -47,23 +53,39 @@ class Checkpoints:
                 raise ConfigError(f"the run dir holds checkpoints of a different config (differs in {', '.join(diff)}); "
                                   "give this run its own hydra.run.dir")
         self.dir.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(self.config, indent=1, default=str))
+        from dlf.outputs import write_text
+
+        write_text(meta, json.dumps(self.config, indent=1, default=str))
 
     def latest(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, epoch: int, states: TrainState) -> None:
-        self.manager.save(epoch, args=self._ocp.args.StandardSave(_saveable(states)))
+    def save(self, unit: int, states: TrainState) -> None:
+        if unit in self.manager.all_steps():
+            return  # already there (a run stopped by a signal right after a periodic checkpoint)
+        self.manager.save(unit, args=self._ocp.args.StandardSave(_saveable(states)))
         self.manager.wait_until_finished()
 
-    def restore(self, like: TrainState) -> tuple[int, TrainState]:
-        """(epoch, states) of the newest checkpoint, with the tree structure of `like`."""
-        epoch = self.latest()
+    def restore(self, like: TrainState) -> tuple[int, TrainState] | None:
+        """(unit, states) of the newest checkpoint that can be read, with the tree structure of
+        `like`; None if there is none. An unreadable one is removed (so that it is written again)."""
         target = _saveable(like)
-        got = self.manager.restore(epoch, args=self._ocp.args.StandardRestore(target))
-        plain = jax.tree.unflatten(jax.tree.structure(_plain(like)), [got[k] for k in sorted(got)])
-        return epoch, plain._replace(key=jax.random.wrap_key_data(plain.key),
-                                     probe_key=jax.random.wrap_key_data(plain.probe_key))
+        for unit in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                got = self.manager.restore(unit, args=self._ocp.args.StandardRestore(target))
+                leaves = [np.asarray(got[k]) for k in sorted(target)]
+                if any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(leaves, target.values())):
+                    raise ValueError("shapes or dtypes differ from this run's states")
+            except Exception as e:  # noqa: BLE001 - whatever orbax or tensorstore raise on bad files
+                log.warning("dlf: the checkpoint at %d in %s cannot be read (%s: %s); removed, trying the "
+                            "previous one", unit, self.dir, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+                shutil.rmtree(self.dir / str(unit), ignore_errors=True)
+                self.manager.reload()
+                continue
+            plain = jax.tree.unflatten(jax.tree.structure(_plain(like)), leaves)
+            return unit, plain._replace(key=jax.random.wrap_key_data(plain.key),
+                                        probe_key=jax.random.wrap_key_data(plain.probe_key))
+        return None
 
     def close(self) -> None:
         self.manager.close()

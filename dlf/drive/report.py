@@ -76,6 +76,16 @@ def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], probe_rows: list
         from dlf.figures.probes import fig4
     except ImportError:
         return thr
+    try:
+        _fig4(fig4, cfg, out_dir, rows, F_RxT, steps, keep, hessian, series, thr, seeds, gamma_dense)
+    except Exception as e:  # noqa: BLE001 - a picture of the results; never the results themselves
+        log.warning("dlf: the probes figure failed (%s: %s); the run's results are kept", type(e).__name__, e)
+        return thr
+    figures.append(out_dir / "probes.png")
+    return thr
+
+
+def _fig4(fig4, cfg, out_dir, rows, F_RxT, steps, keep, hessian, series, thr, seeds, gamma_dense) -> None:
     ntk = series.get("ntk_lambda_max", np.full_like(hessian, np.nan))
     first = thr["per_seed"][0]
     fig4(out_dir / "probes.png", steps=np.arange(F_RxT.shape[1]), F=F_RxT[0], gamma=gamma_dense[:-1],
@@ -85,8 +95,6 @@ def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], probe_rows: list
          threshold=first["mean"], lr=cfg.optimizer.lr, onsets=first["cascade_onsets"], ends=first["cascade_ends"],
          title=f"{cfg.dataset.name} {models.MODELS[cfg.model.name].describe(cfg.model)}, A={cfg.schedule.A:g}, "
                f"T={cfg.schedule.T}, lr {cfg.optimizer.lr:g}, seed {seeds[0]}")
-    figures.append(out_dir / "probes.png")
-    return thr
 
 
 def dynamics_figure(cfg: Config, out_dir: Path, rows: list[dict], gamma_dense: np.ndarray, n_train: int) -> Path:

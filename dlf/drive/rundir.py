@@ -1,0 +1,149 @@
+"""The run-directory contract: a run directory belongs to one configuration and one live process.
+
+`claim(out_dir, cfg)` takes the directory's lock (a second live process is refused) and refuses a
+directory that holds a run of another configuration, naming the keys that differ; both refusals
+happen before anything of the run is written. Signals (SIGTERM, SIGUSR2) are turned into a flag
+that the run driver reads between compiled chunks (`Preemption`)."""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from dlf.errors import ConfigError
+
+log = logging.getLogger("dlf")
+
+# keys that may differ between two processes working on one run directory (not the run's result)
+FREE = ("logger", "compile_cache", "checkpoint", "grid")
+FINISHED = ("ok", "diverged")
+
+
+class RunDirError(ConfigError):
+    """A run directory that this process may not use; nothing was written to it."""
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The flat dotted keys that define what a run computes (FREE keys left out)."""
+    from dlf.analysis.results import flat
+
+    return {k: v for k, v in flat(config).items() if k.split(".")[0] not in FREE}
+
+
+def _stored_config(out_dir: Path) -> dict[str, Any] | None:
+    """The config of the run already in out_dir (its config.yaml, else its summary.json), or None."""
+    from dlf import config as config_lib
+
+    f = out_dir / "config.yaml"
+    if f.exists():
+        import yaml
+
+        try:
+            return config_lib.to_dict(config_lib.from_dict(yaml.safe_load(f.read_text()) or {}))
+        except (ConfigError, yaml.YAMLError, TypeError, ValueError) as e:
+            raise RunDirError(f"{out_dir} holds a run whose config.yaml cannot be read ({e}); give this run "
+                              "its own hydra.run.dir") from None
+    s = read_summary(out_dir)
+    return s.get("config") if s else None
+
+
+def read_summary(out_dir: Path) -> dict[str, Any] | None:
+    """summary.json of out_dir, or None if absent or unreadable."""
+    try:
+        return json.loads((Path(out_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two configs (FREE keys ignored)."""
+    ia, ib = identity(a), identity(b)
+    return sorted(k for k in set(ia) | set(ib) if json.dumps(ia.get(k)) != json.dumps(ib.get(k)))
+
+
+class Claim:
+    """This process's hold on a run directory (the lock is released when the process ends)."""
+
+    def __init__(self, out_dir: Path, lock_file):
+        self.dir, self._lock = out_dir, lock_file
+
+    def finished(self) -> dict[str, Any] | None:
+        """The summary of a finished run of this configuration in the directory, or None."""
+        s = read_summary(self.dir)
+        return s if s and s.get("status") in FINISHED else None
+
+    def release(self) -> None:
+        self._lock.close()
+
+
+def claim(out_dir: Path, config: dict[str, Any]) -> Claim:
+    """Lock out_dir for this process and check that it holds no run of another configuration."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = (out_dir / ".dlf.lock").open("a+")
+    except OSError as e:
+        raise RunDirError(f"cannot use {out_dir} as the run directory (hydra.run.dir): {e.strerror or e}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise RunDirError(f"{out_dir} is in use by another dlf process (pid {holder}); wait for it to end "
+                          "or give this run its own hydra.run.dir") from None
+    try:
+        old = _stored_config(out_dir)
+        if old is not None and (diff := differing(old, config)):
+            raise RunDirError(f"{out_dir} holds a run of another configuration (differs in {', '.join(diff)}); "
+                              "give this run its own hydra.run.dir")
+    except BaseException:
+        lock.close()
+        raise
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return Claim(out_dir, lock)
+
+
+class Preemption:
+    """While active, SIGTERM and SIGUSR2 only set `signum`: the run driver finishes the current
+    compiled chunk, checkpoints and records `interrupted`, then `hand_over()` passes the signal to
+    the handler that was there before (submitit's: it requeues the job) or exits with 128 + signum."""
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _catch(self, signum, frame) -> None:
+        if self.signum is None:
+            log.warning("dlf: caught %s: finishing the current chunk, then checkpointing and stopping",
+                        signal.Signals(signum).name)
+        self.signum = signum
+
+    def __enter__(self) -> "Preemption":
+        for s in self.SIGNALS:
+            try:
+                self._previous[s] = signal.signal(s, self._catch)
+            except ValueError:  # not the main thread: signals stay with whoever has them
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous = {}
+
+    def hand_over(self) -> None:
+        """After the run recorded its interruption: the previous handler's action, else exit."""
+        prev = signal.getsignal(self.signum)
+        if callable(prev) and prev is not self._catch:
+            prev(self.signum, None)  # submitit: checkpoint the job, requeue it, exit
+        sys.exit(128 + self.signum)

@@ -1,0 +1,213 @@
+"""Faults a user meets, tried as a user would: the run-directory contract (one configuration, one
+live process, summary last), preemption by SIGTERM/SIGUSR2, corrupt checkpoints and cut logs, a
+failing figure. Each ends with nothing lost (docs/reliability.md lists them)."""
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from dlf.outputs import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+# a spiral run long enough to be signalled between its chunks, short enough for a 2-core CPU
+ARGS = ["train.steps=400", "train.log_every=50", "seeds=2", "model.width=8", "compile_cache=null"]
+
+
+def _summary(d: Path) -> dict:
+    return json.loads((d / "summary.json").read_text())
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and p.name not in ("train.log", ".dlf.lock")}
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """The uninterrupted run every fault is compared with."""
+    cwd = tmp_path_factory.mktemp("full")
+    p = run_cli(*ARGS, "hydra.run.dir=full", cwd=cwd)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return cwd / "full"
+
+
+def _same_as(d: Path, full: Path) -> None:
+    assert read_jsonl(d / "metrics.jsonl") == read_jsonl(full / "metrics.jsonl")
+    assert _summary(d)["status"] == "ok" and _summary(d)["final"] == _summary(full)["final"]
+
+
+def test_another_config_in_a_run_dir_is_refused_and_changes_nothing(tmp_path, full):
+    before = _files(full)
+    p = run_cli(*ARGS, "seeds=3", "schedule.A=5", f"hydra.run.dir={full}", cwd=tmp_path)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "holds a run of another configuration (differs in schedule.A, seeds)" in lines[0]
+    assert _files(full) == before
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path, full):
+    before = _files(full)
+    p = run_cli(*ARGS, f"hydra.run.dir={full}", "logger=none", cwd=tmp_path)
+    assert p.returncode == 0 and "already holds a finished run" in p.stdout + p.stderr
+    assert _files(full) == before
+
+
+def test_a_live_run_dir_refuses_a_second_process(tmp_path):
+    """A second process on the directory of a live run: one line, exit 2, nothing of the run written.
+    Then the live run, sent SIGTERM from outside, checkpoints and records `interrupted` (exit 143)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
+    long = [a for a in ARGS if not a.startswith("train.steps")] + ["train.steps=100000", "hydra.run.dir=live"]
+    first = subprocess.Popen([sys.executable, "-m", "dlf.train", *long], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    d = tmp_path / "live"
+    try:
+        deadline = time.time() + 300
+        while not ((d / "metrics.jsonl").exists() and (d / "metrics.jsonl").read_text().count("\n") >= 2):
+            assert first.poll() is None and time.time() < deadline, first.stdout.read() if first.poll() else "slow"
+            time.sleep(0.5)
+        assert _summary(d)["status"] == "running" and _summary(d)["pid"] == first.pid
+        before = _files(d)
+        second = run_cli(*long, cwd=tmp_path)
+        assert second.returncode == 2
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"is in use by another dlf process (pid {first.pid})" in lines[0]
+        assert {k: v for k, v in _files(d).items() if k != "metrics.jsonl"} == \
+            {k: v for k, v in before.items() if k != "metrics.jsonl"}
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 128 + signal.SIGTERM, out[-3000:]
+    s = _summary(d)
+    assert s["status"] == "interrupted" and s["signal"] == "SIGTERM" and s["checkpoint"] == s["step"] > 0
+    assert (d / "checkpoints" / str(s["step"])).is_dir()
+    rows = read_jsonl(d / "metrics.jsonl")
+    assert rows[-1]["step"] <= s["step"] and len({r["step"] for r in rows}) == len(rows)
+
+
+@pytest.mark.parametrize("sig", ["TERM", "USR2"])
+def test_a_signalled_run_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, full, sig):
+    """SIGTERM/SIGUSR2 between steps 150 and 200 (no periodic checkpoints): the run finishes its
+    chunk, checkpoints at step 200, records `interrupted`; the same command ends as if never stopped."""
+    p = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path, env={"DLF_FAULT_SIGNAL": f"200:{sig}"})
+    assert p.returncode == 128 + getattr(signal, f"SIG{sig}"), p.stderr[-3000:]
+    d = tmp_path / "run"
+    s = _summary(d)
+    assert (s["status"], s["signal"], s["step"], s["checkpoint"]) == ("interrupted", f"SIG{sig}", 200, 200)
+    assert [r["step"] for r in read_jsonl(d / "metrics.jsonl")] == [0, 50, 100, 150, 200]
+    again = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from the checkpoint at step 200" in again.stdout + again.stderr
+    _same_as(d, full)
+
+
+def _killed(tmp_path: Path, *extra: str) -> Path:
+    """A run with checkpoints every 100 steps, killed (-9) right after step 300."""
+    p = run_cli(*ARGS, "checkpoint.every_steps=100", "hydra.run.dir=run", *extra, cwd=tmp_path,
+                env={"DLF_FAULT_SIGKILL_AFTER_EPOCH": "300"})
+    assert p.returncode == -9, p.stderr[-3000:]
+    d = tmp_path / "run"
+    assert _summary(d)["status"] == "running"  # what a killed run leaves: never mistaken for a finished one
+    assert sorted(int(c.name) for c in (d / "checkpoints").iterdir() if c.name.isdigit()) == [200, 300]
+    return d
+
+
+def _resume(tmp_path: Path) -> str:
+    p = run_cli(*ARGS, "checkpoint.every_steps=100", "hydra.run.dir=run", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    return p.stdout + p.stderr
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, full):
+    d = _killed(tmp_path)
+    for f in (d / "checkpoints" / "300").rglob("*"):
+        if f.is_file():
+            f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])  # truncated files
+    out = _resume(tmp_path)
+    assert "the checkpoint at 300" in out and "cannot be read" in out
+    assert "resuming from the checkpoint at step 200" in out
+    _same_as(d, full)
+
+
+def test_a_truncated_metrics_log_is_repaired_on_resume(tmp_path, full):
+    d = _killed(tmp_path)
+    text = (d / "metrics.jsonl").read_text()
+    (d / "metrics.jsonl").write_text(text + text.splitlines()[-1][:25])  # a last line cut short
+    out = _resume(tmp_path)
+    assert "dropped a truncated last line" in out and "resuming from the checkpoint at step 300" in out
+    _same_as(d, full)
+
+
+def test_a_missing_metrics_log_trains_again_from_the_start(tmp_path, full):
+    d = _killed(tmp_path)
+    (d / "metrics.jsonl").unlink()
+    out = _resume(tmp_path)
+    assert "lacks rows before the checkpoint at step 300; training again from the start" in out
+    _same_as(d, full)
+
+
+def test_a_failing_figure_or_logger_is_a_warning(tmp_path, monkeypatch, caplog):
+    """A full disk under the final figure, a tracker that fails: warnings; status and finals stay."""
+    import dlf.figures.dynamics
+    from dlf import config as config_lib
+    from dlf.drive import run as run_lib
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    class Broken:
+        def log_row(self, row):
+            raise RuntimeError("tracker down")
+
+        def finish(self, summary, figures):
+            raise RuntimeError("tracker down")
+
+    monkeypatch.setattr(dlf.figures.dynamics, "dynamics", full_disk)
+    monkeypatch.setattr(run_lib, "open_mirror", lambda *a: Broken())
+    cfg = config_lib.from_dict({"train": {"steps": 20, "log_every": 10}, "seeds": 1, "model": {"name": "mlp", "width": 4},
+                                "compile_cache": None})
+    s = run_lib.run(cfg, tmp_path / "run")
+    assert s["status"] == "ok" and s["final"]["val_acc"]["n"] == 1
+    assert _summary(tmp_path / "run")["final"] == s["final"]
+    assert "the dynamics figure failed (OSError" in caplog.text and "tracker down" in caplog.text
+
+
+def test_an_unwritable_compile_cache_is_a_warning(tmp_path):
+    (tmp_path / "file").write_text("")
+    p = run_cli(*ARGS, "train.steps=20", "train.log_every=10", "compile_cache=file/cache", "hydra.run.dir=run",
+                cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "compile_cache=file/cache cannot be used" in p.stdout + p.stderr
+    assert _summary(tmp_path / "run")["status"] == "ok"
+
+
+def test_outputs_are_written_atomically(tmp_path):
+    from dlf.outputs import write_json
+
+    f = tmp_path / "summary.json"
+    write_json(f, {"status": "ok"})
+    with pytest.raises(ValueError):
+        write_json(f, {"status": float("nan")})  # fails while writing
+    assert json.loads(f.read_text()) == {"status": "ok"} and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_lock_is_released_with_the_process(tmp_path):
+    """A run killed with -9 leaves no stale lock: the next process takes the directory."""
+    from dlf.drive import rundir
+
+    d = tmp_path / "run"
+    d.mkdir()
+    with (d / ".dlf.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(rundir.RunDirError, match="in use by another dlf process"):
+            rundir.claim(d, {})
+    rundir.claim(d, {}).release()
