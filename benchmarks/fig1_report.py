@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# SPEC 2 (Fig. 1 of the paper, Myrtle5 on CIFAR-10, 30 seeds per point)
+# The paper (Fig. 1, Myrtle5 on CIFAR-10, 30 seeds per point)
 PAPER = {1.0: "train ~1.0, test ~0.73", "best": "test ~0.79 (+~6 points) for T ~ 100, 25 <~ A <~ 70"}
 DEVICE_CALL = ('run(command="DLF_GIT_SHA=<sha> bash launch/fig1_gpu.sh", carry=[".whl", ".cifar10"], '
                "timeout_s=600)")
@@ -37,11 +37,11 @@ DIFFERS = """- **Data**: the JPEG copy of CIFAR-10 (`../shared/data/cifar10_jpeg
   `cifar-10-batches-py` layout with its training images shuffled (seed 0). Accuracies on it are
   close to, not equal to, those on the original images.
 - **Seeds**: one seed (0) per run; the paper averages 30 seeds per (A, T) point.
-- **Parameterisation**: standard, He-normal weights (`W_std = sqrt(2)`), zero biases (SPEC 2
-  [decision]). The authors' code builds on neural-tangents, whose layers default to the NTK
+- **Parameterisation**: standard, He-normal weights (`W_std = sqrt(2)`), zero biases (our decision;
+  the paper is silent). The authors' code builds on neural-tangents, whose layers default to the NTK
   parameterisation (`model.parameterization=ntk` here), which changes each layer's effective
   learning rate by ~fan_in/W_std^2; which one the paper's Fig. 1 used is not stated.
-- **Protocol otherwise as SPEC 2**: no augmentation, per-channel standardisation, Nesterov 0.9,
+- **Protocol otherwise as the paper**: no augmentation, per-channel standardisation, Nesterov 0.9,
   batch 512 (the last incomplete batch of each epoch dropped), lr 0 -> 0.02 at epoch 300 -> 0.002
   at epoch 700, oscillations off from epoch 600, float32, no gradient clipping, no batch norm."""
 
@@ -113,7 +113,7 @@ def page(runs: list[dict], commit: str | None, timing: dict | None, png: str) ->
             "measured numbers; `benchmarks/fig1_report.py` regenerates it from the run directories once the",
             "runs exist (the commands below, tested end to end on a CPU at toy sizes in tests/test_gpu_prep.py).",
             "", "## Commands", "", COMMANDS, "",
-            "## The paper (Ruiz-Garcia et al. 2021, Fig. 1; SPEC 2)", "",
+            "## The paper (Ruiz-Garcia et al. 2021, Fig. 1)", "",
             f"- A=1: {PAPER[1.0]}.", f"- Dynamical loss, best region: {PAPER['best']}.", "",
             "## What will differ from the paper", "", DIFFERS, ""])
     shas = {r["git_sha"] for r in runs if r["git_sha"] and r["git_sha"] != "unknown"}
