@@ -117,7 +117,7 @@ def main(argv=None):
         "accuracy, weighted loss and Gamma back to the host every step (the authors' notebook). For 50 "
         "seeds it is 50 such loops, so its per-run-step rate is that of one seed. It is a generous "
         "rendering of the notebook: one dispatch computes all four values. The authors' notebook itself "
-        f"was measured at ~2.7 ms per step on this kind of CPU (SPEC 4), ~{2700 / one:.0f}x the engine.",
+        f"was measured at ~2.7 ms per step on this kind of CPU (measured outside the project), ~{2700 / one:.0f}x the engine.",
         "- *Engine*: `dlf.core.engine.fit`, steps in `lax.scan` chunks of 500, metrics read one chunk behind.",
         f"- Arithmetic floor: one width-100 step on 300 points is ~1 MFLOP (forward + backward), ~20 us "
         f"at a 2-core CPU's ~50 GFLOP/s; the engine's one-seed float32 step is {one:.0f} us, "

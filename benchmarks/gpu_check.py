@@ -298,7 +298,7 @@ def markdown(res: dict, command: str) -> str:
         f"{met(f3.get('us_per_run_step_end_to_end'), GOALS['fig3_us_per_run_step'] + 1e-9)} |",
         f"| width-1000 grid ({get('wide', 'runs')} runs x {get('wide', 'steps')} steps) | "
         f"{get('wide', 'us_per_run_step', fmt='{:.2f}')} us/run-step ({get('wide', 'run_steps_per_s')} run-steps/s; "
-        f"full grid ~{get('wide', 'full_grid_min_extrapolated', fmt='{:.1f}')} min) | ~4 us (SPEC 4, H100) | |",
+        f"full grid ~{get('wide', 'full_grid_min_extrapolated', fmt='{:.1f}')} min) | ~4 us (measured outside the project, H100) | |",
         f"| Myrtle5-{get('myrtle', 'setup', 'width')}, batch {get('myrtle', 'setup', 'batch')}, float32 "
         f"(matmul_precision default) | {get('myrtle', 'float32', 'images_per_s')} images/s | >= 300k | "
         f"{met(my.get('float32', {}).get('images_per_s'), GOALS['myrtle_float32'], less=False)} |",
