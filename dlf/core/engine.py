@@ -327,12 +327,15 @@ class Compiled:
 
     def __call__(self, states: TrainState, hp: Hyper, data: Data,
                  on_metrics: Callable[[int, dict], None], start: int = 0,
-                 after_chunk: Callable[[int, TrainState], None] | None = None) -> tuple[TrainState, float]:
+                 after_chunk: Callable[[int, TrainState], None] | None = None,
+                 flush_at: Callable[[int], bool] | None = None) -> tuple[TrainState, float]:
         """Train from unit `start` (a resumed run) to the end; call on_metrics(unit, host_outputs)
         at `start` and at every chunk end, and after_chunk(unit, states) right after each chunk
-        (for checkpoints; it syncs; returning True stops training there). Host reads of outputs happen one chunk behind the device (the
-        next chunk is dispatched first), so the device never waits on the host. Returns the final
-        states and the training wall time."""
+        (for checkpoints; it syncs; returning True stops training there). Host reads of outputs
+        happen one chunk behind the device (the next chunk is dispatched first), so the device
+        never waits on the host; where flush_at(unit) (a checkpoint), that chunk's outputs are
+        delivered before after_chunk, so a checkpoint never precedes its own metrics row. Returns
+        the final states and the training wall time."""
         n = self.n_runs
         cut = lambda tree: jax.tree.map(lambda x: x[:n], tree)  # noqa: E731 - drop padding runs
         t1 = time.perf_counter()
@@ -342,11 +345,16 @@ class Compiled:
         for end in (b for b in self.bounds if b > start):
             states, out = self._runner(end - unit, self.due(end))(states, hp, data)
             unit = end
-            on_metrics(pending[0], cut(jax.device_get(pending[1])))  # host sync, previous chunk
+            if pending is not None:
+                on_metrics(pending[0], cut(jax.device_get(pending[1])))  # host sync, previous chunk
             pending = (unit, out)
+            if flush_at is not None and flush_at(unit):
+                on_metrics(unit, cut(jax.device_get(out)))  # host sync: this chunk, before its checkpoint
+                pending = None
             if after_chunk is not None and after_chunk(unit, cut(states)):
                 break  # asked to stop here (preemption): this chunk's outputs are still delivered
-        on_metrics(pending[0], cut(jax.device_get(pending[1])))
+        if pending is not None:
+            on_metrics(pending[0], cut(jax.device_get(pending[1])))
         states = jax.block_until_ready(cut(states))
         return states, time.perf_counter() - t1
 

@@ -218,7 +218,8 @@ def _train(cfg: Config, out_dir: Path, group: str | None, stop: rundir.Preemptio
         compiled = Compiled(b.program, states, b.hp, b.data, units, cfg.train.log_every, vmap_size=vmap_size,
                             extra_bounds=tuple(range(every, units, every)) if every and can_resume else ())
         try:
-            states, train_s = compiled(states, b.hp, b.data, on_metrics, start=start, after_chunk=after_chunk)
+            states, train_s = compiled(states, b.hp, b.data, on_metrics, start=start, after_chunk=after_chunk,
+                                       flush_at=lambda u: bool(every and can_resume and (u % every == 0 or u == units)))
         finally:
             progress.close()
         timing = Timing(compile_s=compiled.compile_s, train_s=train_s)
