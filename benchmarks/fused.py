@@ -4,7 +4,7 @@
 
 For 1 and all-cores XLA host devices (one subprocess each: the device count is process-wide),
 and each number of runs, the generic engine (train.step=generic, its CPU default vmap_size=1)
-and the fused step (train.step=fused, all runs of a device vmapped) are timed alternately
+and the fused step (train.step=fused, its default vmap_size 32) are timed alternately
 `--repeats` times in the same process (compile excluded), float32, A=10, T=100, lr 1. The
 reference loop (benchmarks/engine.py: one run, one jitted step per Python iteration) is timed in
 this process. Medians, us per run-step and run-steps/s go to BENCHMARKS.md.
@@ -123,7 +123,8 @@ def main(argv=None) -> None:
         "- *Generic engine*: `train.step=generic`: `jax.value_and_grad` of the Flax MLP, runs looped "
         "with `lax.map` inside each device (vmap_size=1, its CPU default).",
         "- *Fused step*: `train.step=fused` (the default `auto` on CPU): dlf.core.fused, two fused loops per "
-        "step, all runs of a device vmapped, its chunks compiled with XLA:CPU fast-math options.",
+        "step (logit differences to class 0), 32 runs vectorised at a time, its chunks compiled with "
+        "XLA:CPU fast-math options.",
         f"- Floor: ~0.9 MFLOP per run-step at ~280 GFLOP/s (a large float32 matmul on these 2 cores) "
         f"= ~{FLOOR_US:.0f} us on {cores} cores (~{FLOOR_US * cores:.0f} us on one); best fused here "
         f"(CPU-s/dev, {cores} devices) {best:.1f} us, {best / FLOOR_US:.1f}x the floor.",

@@ -55,7 +55,7 @@ class TrainConfig:
     batch_size: int | None = _f(None, low=1, doc="mini-batch size; null = full batch (steps)")
     eval_batch_size: int = _f(1000, low=1, doc="mini-batch runs: images per evaluation batch")
     log_every: int = _f(500, low=1, doc="steps (full batch) or epochs (mini-batch) between log points")
-    vmap_size: int | None = _f(None, low=1, doc="runs vectorised together (null: auto by backend)")
+    vmap_size: int | None = _f(None, low=1, doc="runs vectorised together (null: auto: 1 on CPU, all on GPU, 32 for the fused step)")
     step: str = _f("auto", choices=("auto", "fused", "generic"),
                    doc="fused: the MLP's two-loop step (dlf.core.fused); auto: fused on CPU where it applies")
 

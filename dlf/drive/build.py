@@ -90,8 +90,8 @@ def program_of(cfg: Config, model: models.Adapter, n_train: int, y_train: np.nda
 
 
 def runs_vectorised(cfg: Config, program: Program) -> int | None:
-    """train.vmap_size, else: all runs of a device for the fused step (measured), else by backend."""
-    return cfg.train.vmap_size or (None if program.loss_grad is not None else default_vmap_size())
+    """train.vmap_size, else: fused.VMAP_SIZE runs at a time for the fused step (measured), else by backend."""
+    return cfg.train.vmap_size or (fused.VMAP_SIZE if program.loss_grad is not None else default_vmap_size())
 
 
 def off_steps(cfg: Config, Ts, n_train: int) -> dict[int, int]:

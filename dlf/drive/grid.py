@@ -251,6 +251,8 @@ def _train_grid(cfg: Config, out_dir: Path, stop: rundir.Preemption) -> dict[str
         "diverged_runs": sum(r.diverged for r in records),
         "best": best(rows),
         "chunk_runs": size,
+        "step": "fused" if b.program.loss_grad else "generic",
+        "vmap_size": vmap_size,
         "chunks": n_chunks,
         "devices": n_dev,
         "backend": jax.default_backend(),
