@@ -65,7 +65,9 @@ def fig3(no_write: bool) -> None:
     line = (f"| {s['points']} points x {len(s['seeds'])} seeds = {s['runs']} runs x {s['steps']} steps | "
             f"{s['devices']} {s['backend']} | {wall / 60:.1f} | {s['wall_s']:.0f} | {s['compile_s']:.1f} | "
             f"{s['train_s']:.0f} | {s['run_steps_per_s']:,.0f} | {us:.2f} |")
-    best = s.get("best") or {}
+    b = s.get("best") or {}
+    best = (f"A={b['A']:g}, T={b['T']}: train {b['train_acc_mean']:.3f} ± {b['train_acc_std']:.3f}, "
+            f"val {b['val_acc_mean']:.3f} ± {b['val_acc_std']:.3f} (n={b['n']})") if b else "none"
     print(line)
     text = "\n".join([
         "## Full Fig. 3 width-100 grid in one program",
@@ -84,7 +86,8 @@ def fig3(no_write: bool) -> None:
         f"; {s['chunks']} chunk(s) of {s['chunk_runs']} runs; metrics every 500 steps.",
         f"- *Command wall*: the whole process (start-up, data, compilation, training, phase.csv and phase.png); "
         f"*train*: the compiled training calls alone.",
-        f"- Result: {s['diverged_runs']} diverged runs; best point {best}.",
+        f"- Result (`outputs/bench/fig3-grid/phase.csv`): {s['diverged_runs']} diverged runs; best validation "
+        f"accuracy at {best}.",
     ])
     if not no_write:
         print(f"wrote {write_section('fig3-grid', text)}")
@@ -159,10 +162,12 @@ def main(argv=None) -> None:
         "",
         "- *Reference loop*: the notebook's way (benchmarks/engine.py), one run at a time; a grid of "
         "N runs costs N times one run.",
-        "- *Grid*: `dlf.phase`: runs sharded over XLA devices (`--xla_force_host_platform_device_count`"
-        " = cores, set by the CLI), looped with `lax.map` within a device (vmap_size=1 on CPU).",
+        "- *Grid*: `dlf.phase` with its defaults: runs sharded over XLA devices "
+        "(`--xla_force_host_platform_device_count` = cores, set by the CLI); on CPU the fused step "
+        "(`train.step=auto`, 32 runs vectorised at a time; BENCHMARKS.md \"Fused step\").",
         "- Full Fig. 3 width-100 grid (42 points x 50 seeds x 35 000 steps = 73.5 M run-steps) at the "
-        f"measured width-100 rate: ~{73.5e6 / rates[100] / 60:.0f} min on this machine.",
+        f"measured width-100 rate: ~{73.5e6 / rates[100] / 60:.0f} min on this machine (extrapolated; "
+        "measured end to end: \"Full Fig. 3 width-100 grid in one program\", `benchmarks/phase.py --fig3`).",
     ])
     if not args.no_write:
         print(f"wrote {write_section('phase', text)}")

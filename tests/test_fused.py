@@ -43,12 +43,14 @@ def max_rel(a, b):
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_loss_and_grad_equals_jax_grad_float64():
-    cfg = cfg_of("generic", precision="float64", model={"width": 7}, dataset={"classes": 4, "per_class": 20})
+@pytest.mark.parametrize("classes, per_class", [(4, 20), (2, 13), (5, 7)])  # N = 80 (no padding), 26, 35
+def test_loss_and_grad_equals_jax_grad_float64(classes, per_class):
+    cfg = cfg_of("generic", precision="float64", model={"width": 7},
+                 dataset={"classes": classes, "per_class": per_class})
     with jax.enable_x64(True):
         b = build(cfg)
         params = jax.tree.map(lambda x: x[1], b.states.params)
-        g = jnp.asarray([2.5, 0.5, 0.7, 0.3])
+        g = jnp.asarray([2.5, 0.5, 0.7, 0.3, 1.9][:classes])
         F, grads = jax.jit(fused.loss_and_grad)(params, b.data.x_train, b.data.y_train, g)
         F_ref, grads_ref = jax.value_and_grad(
             lambda p: b.program.loss(b.program.apply(p, {}, b.data.x_train, True)[0], b.data.y_train, g)[0])(params)
@@ -134,3 +136,24 @@ def test_auto_is_fused_on_cpu_only():
     assert not fused.use_fused(cfg_of("auto"), "gpu")
     assert fused.use_fused(cfg_of("fused"), "gpu")
     assert not fused.use_fused(cfg_of("generic"), "cpu")
+
+
+def test_phase_grid_is_fused_by_default_on_cpu_and_equals_the_generic_grid(tmp_path):
+    """dlf.phase (traced A, T and stop step per run) trains with the fused step under train.step=auto
+    and gives the generic engine's runs (float64: the same accuracies, losses to rounding)."""
+    from dlf.drive.grid import run_phase
+    from dlf.results import load
+
+    out = {}
+    for step in ("auto", "generic"):
+        cfg = cfg_of(step, precision="float64", seeds=2, grid={"A": [1, 10], "T": [20, 30]},
+                     train={"steps": 90, "log_every": 30})
+        summary = run_phase(cfg, tmp_path / step)
+        assert summary["status"] == "ok"
+        assert summary["step"] == ("fused" if step == "auto" else "generic")
+        out[step] = load(tmp_path / step).sort_values(["A", "T", "seed"]).reset_index(drop=True)
+    assert len(out["auto"]) == 8
+    np.testing.assert_array_equal(out["auto"][["A", "T", "seed"]], out["generic"][["A", "T", "seed"]])
+    np.testing.assert_array_equal(out["auto"]["train_acc"], out["generic"]["train_acc"])
+    np.testing.assert_array_equal(out["auto"]["val_acc"], out["generic"]["val_acc"])
+    np.testing.assert_allclose(out["auto"]["loss"], out["generic"]["loss"], rtol=1e-9)

@@ -202,6 +202,8 @@ def test_multirun_jobs_aggregate_to_the_phase_diagram(tmp_path):
     key = ["A", "T", "seed"]
     a, b = swept.sort_values(key).reset_index(drop=True), grid.sort_values(key).reset_index(drop=True)
     np.testing.assert_allclose(a.val_acc, b.val_acc, rtol=1e-12)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)  # the metric, not the config's loss name
+    assert set(b["config.loss"]) == {"cross_entropy"}
     stats = a.groupby(["A", "T"]).train_acc.agg(["mean", "std"]).reset_index()
     for row, r in zip(stats.itertuples(), ref):
         assert (row.A, row.T) == (r["A"], r["T"]) and row.mean == pytest.approx(r["train_acc_mean"], rel=1e-9)

@@ -166,15 +166,22 @@ def read_runs_csv(path: Path) -> list[dict[str, Any]]:
         return [{k: num(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def _with_config(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """row plus config keys; a key the row has already (the config's `loss` = the loss function's
+    name vs the metric `loss`) goes in as `config.<key>`: a run's values are never replaced."""
+    return {**row, **{(f"config.{k}" if k in row else k): v for k, v in config.items()}}
+
+
 def records(path: Path) -> list[dict[str, Any]]:
     """One dict per (run, seed) of a dlf.phase directory (its runs.csv), a sweep, or one run."""
     path = Path(path)
     if (path / "runs.csv").exists():
         cfg = flat(json.loads((path / "summary.json").read_text()).get("config", {})) \
             if (path / "summary.json").exists() else {}
-        return [{"path": str(path), "status": "diverged" if r["diverged_step"] is not None and r["diverged_step"] >= 0
-                 else "ok", **r, "diverged": r["diverged_step"] is not None and r["diverged_step"] >= 0,
-                 **{k: v for k, v in cfg.items() if k not in POOLED_OUT and k not in ("grid.A", "grid.T")}}
+        cfg = {k: v for k, v in cfg.items() if k not in POOLED_OUT and k not in ("grid.A", "grid.T")}
+        return [_with_config({"path": str(path), "status": "diverged" if r["diverged_step"] is not None
+                              and r["diverged_step"] >= 0 else "ok", **r,
+                              "diverged": r["diverged_step"] is not None and r["diverged_step"] >= 0}, cfg)
                 for r in read_runs_csv(path / "runs.csv")]
     if (path / "summary.json").exists() and not any(path.glob("*/summary.json")):
         runs = [read_run(path)]
@@ -182,7 +189,7 @@ def records(path: Path) -> list[dict[str, Any]]:
     else:
         sweep = read_sweep(path)
         runs, varying = sweep.runs, sweep.varying
-    return [{**row, **{k: r.config.get(k) for k in varying}} for r in runs for row in r.rows()]
+    return [_with_config(row, {k: r.config.get(k) for k in varying}) for r in runs for row in r.rows()]
 
 
 def load(path: Path):
