@@ -140,27 +140,8 @@ def run_phase(cfg: Config, out_dir: Path, config_yaml: str | None = None) -> dic
     to runs.partial.jsonl, so the same command after a kill trains only the runs not there, and
     SIGTERM/SIGUSR2 stop the grid after the current chunk with `status: interrupted`."""
     out_dir = Path(out_dir)
-    hold = rundir.claim(out_dir, config_lib.to_dict(cfg))
-    if done := hold.finished():
-        log.info("dlf.phase: %s already holds this finished grid; nothing to do", out_dir)
-        return done
-    if config_yaml is not None:
-        outputs.write_text(out_dir / "config.yaml", config_yaml)
-    outputs.write_json(out_dir / "summary.json", {"status": "running", "pid": os.getpid(),
-                                                  "config": config_lib.to_dict(cfg)})
-    stop = rundir.Preemption()
-    try:
-        with stop:
-            summary = _train_grid(cfg, out_dir, stop)
-    except Exception as e:
-        outputs.write_json(out_dir / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                                                      "config": config_lib.to_dict(cfg)})
-        raise
-    finally:
-        hold.release()
-    if summary["status"] == "interrupted":
-        stop.hand_over()
-    return summary
+    return rundir.execute(out_dir, config_lib.to_dict(cfg), config_yaml, lambda stop: _train_grid(cfg, out_dir, stop),
+                          "dlf.phase")
 
 
 def _train_grid(cfg: Config, out_dir: Path, stop: rundir.Preemption) -> dict[str, Any]:

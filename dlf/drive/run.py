@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from dlf.core.schedule import gamma
 from dlf.drive import report, rundir
 from dlf.drive.build import build, runs_vectorised
 from dlf.drive.progress import Progress, warn_if_slow
-from dlf.errors import ConfigError
 from dlf.tracking.mirror import NullMirror, open_mirror
 
 log = logging.getLogger("dlf")
@@ -85,30 +83,7 @@ def run(cfg: Config, out_dir: Path, group: str | None = None, config_yaml: str |
     or SIGUSR2 the run finishes its current chunk, checkpoints, records `interrupted` and hands the
     signal on (submitit requeues the job; otherwise the process exits with 128 + signal)."""
     out_dir = Path(out_dir)
-    hold = rundir.claim(out_dir, to_dict(cfg))
-    try:
-        if done := hold.finished():
-            log.info("dlf: %s already holds a finished run (summary.json, status %s); nothing to do. Give "
-                     "hydra.run.dir=... to train again.", out_dir, done["status"])
-            return done
-        if config_yaml is not None:
-            outputs.write_text(out_dir / "config.yaml", config_yaml)
-        outputs.write_json(out_dir / "summary.json", {"status": "running", "pid": os.getpid(),
-                                                      "host": socket.gethostname(), "started": time.time(),
-                                                      "config": to_dict(cfg)})
-        stop = rundir.Preemption()
-        try:
-            with stop:
-                summary = _train(cfg, out_dir, group, stop)
-        except Exception as e:
-            outputs.write_json(out_dir / "summary.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"
-                               if not isinstance(e, ConfigError) else str(e), "config": to_dict(cfg)})
-            raise
-    finally:
-        hold.release()
-    if summary["status"] == "interrupted":
-        stop.hand_over()
-    return summary
+    return rundir.execute(out_dir, to_dict(cfg), config_yaml, lambda stop: _train(cfg, out_dir, group, stop))
 
 
 def _unit_of(row: dict[str, Any]) -> int:

@@ -3,7 +3,8 @@
 `claim(out_dir, cfg)` takes the directory's lock (a second live process is refused) and refuses a
 directory that holds a run of another configuration, naming the keys that differ; both refusals
 happen before anything of the run is written. Signals (SIGTERM, SIGUSR2) are turned into a flag
-that the run driver reads between compiled chunks (`Preemption`)."""
+that the run driver reads between compiled chunks (`Preemption`). `execute` is the whole contract
+around a training function, shared by dlf.train runs and dlf.phase grids."""
 from __future__ import annotations
 
 import fcntl
@@ -11,10 +12,13 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from dlf import outputs
 from dlf.errors import ConfigError
 
 log = logging.getLogger("dlf")
@@ -147,3 +151,37 @@ class Preemption:
         if callable(prev) and prev is not self._catch:
             prev(self.signum, None)  # submitit: checkpoint the job, requeue it, exit
         sys.exit(128 + self.signum)
+
+
+def execute(out_dir: Path, config: dict[str, Any], config_yaml: str | None,
+            train: Callable[[Preemption], dict[str, Any]], what: str = "dlf") -> dict[str, Any]:
+    """`train(stop)` under the run-directory contract: claim out_dir; a finished run of this
+    configuration is returned untouched; else config.yaml and a `running` summary are written,
+    `train` runs with SIGTERM/SIGUSR2 deferred to `stop`, an exception is recorded as `failed`
+    (with its one-line message) and re-raised, the lock is released, and a caught signal is
+    handed over after `train` recorded `interrupted`."""
+    out_dir = Path(out_dir)
+    hold = claim(out_dir, config)
+    try:
+        if done := hold.finished():
+            log.info("%s: %s already holds a finished run (summary.json, status %s); nothing to do. Give "
+                     "hydra.run.dir=... to train again.", what, out_dir, done["status"])
+            return done
+        if config_yaml is not None:
+            outputs.write_text(out_dir / "config.yaml", config_yaml)
+        outputs.write_json(out_dir / "summary.json", {"status": "running", "pid": os.getpid(),
+                                                      "host": socket.gethostname(), "started": time.time(),
+                                                      "config": config})
+        stop = Preemption()
+        try:
+            with stop:
+                summary = train(stop)
+        except Exception as e:
+            error = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+            outputs.write_json(out_dir / "summary.json", {"status": "failed", "error": error, "config": config})
+            raise
+    finally:
+        hold.release()
+    if summary["status"] == "interrupted":
+        stop.hand_over()
+    return summary
