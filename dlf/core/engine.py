@@ -187,12 +187,15 @@ class Program:
         state, _ = jax.lax.scan(lambda s, idx: (self.train_step(s, hp, data, idx), None), state, batches)
         return state
 
-    def chunk(self, state: TrainState, hp: Hyper, data: Data, n_steps: int, what: tuple[str, ...] = ("metrics",)):
+    def chunk(self, state: TrainState, hp: Hyper, data: Data, n_steps: int, what: tuple[str, ...] = ("metrics",),
+              evaluate: bool = True):
         """n_steps training steps (mini-batch: n_steps epochs) in one lax.scan, then the outputs
-        due (`outputs`; with `loss_trace`, F(t) of every step of the chunk, when trace_loss)."""
+        due (`outputs`, unless not `evaluate`; with `loss_trace`, F(t) of every step of the chunk,
+        when trace_loss; with "metrics" due in a full-batch program, the range of F over the chunk)."""
+        ev = (lambda s: self.outputs(s, hp, data, what)) if evaluate else (lambda s: {})  # noqa: E731
         if self.batch_size is None and self.trace_loss:
             state, trace = jax.lax.scan(lambda s, _: self.step_with_loss(s, hp, data), state, None, length=n_steps)
-            return state, {**self.outputs(state, hp, data, what), "loss_trace": trace}
+            return state, {**ev(state), "loss_trace": trace}
         if self.batch_size is None:  # full batch: also the range of F(t) over the chunk's steps
             def body(carry, _):
                 s, lo, hi = carry
@@ -201,10 +204,10 @@ class Program:
 
             inf = jnp.asarray(jnp.inf, self.loss_dtype(data))
             (state, lo, hi), _ = jax.lax.scan(body, (state, inf, -inf), None, length=n_steps)
-            out = self.outputs(state, hp, data, what)
+            out = ev(state)
             return state, {**out, "loss_min": lo, "loss_max": hi} if "metrics" in what else out
         state, _ = jax.lax.scan(lambda s, _: (self.epoch(s, hp, data), None), state, None, length=n_steps)
-        return state, self.outputs(state, hp, data, what)
+        return state, ev(state)
 
 
 def init_states(model, tx: optax.GradientTransformation, seeds: list[int], x_example,
@@ -281,8 +284,8 @@ class Compiled:
         hp_spec = P("runs") if hp_axis == 0 else P()
         specs = (P("runs"), hp_spec, P())
 
-        def lift(fn, out_specs):
-            local = over_runs(fn, self.n_padded // self.n_dev, vmap_size, hp_axis)
+        def lift(fn, out_specs, group=vmap_size):
+            local = over_runs(fn, self.n_padded // self.n_dev, group, hp_axis)
             return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False)
 
         self._lift = lift
@@ -303,18 +306,33 @@ class Compiled:
         return what + tuple(name for name, every in self.probes if unit % every == 0)
 
     def _evaluator(self, what: tuple[str, ...]):
+        """The compiled outputs `what` of every run. With a fused training step (compiler_options
+        set) one run at a time: a run's metrics then do not depend on how many runs share the
+        program (vmapped library dots block by the batch), i.e. on chunking or device count."""
         if what not in self._evals:
             fn = partial(self._program.outputs, what=what)
-            self._evals[what] = jax.jit(self._lift(fn, P("runs"))).lower(*self._args).compile()
+            lifted = self._lift(fn, P("runs"), 1) if self._program.compiler_options else self._lift(fn, P("runs"))
+            self._evals[what] = jax.jit(lifted).lower(*self._args).compile()
         return self._evals[what]
 
     def _runner(self, n: int, what: tuple[str, ...]):
         """The compiled chunk of n units ending with `what` (compiled on first use: a resumed run
-        may need a new length)."""
+        may need a new length). A program with compiler_options (dlf.core.fused) has them for its
+        training steps only: the outputs are computed by the plain evaluator right after, so
+        metrics and probes never depend on those options."""
         if (n, what) not in self.runners:
-            fn = partial(self._program.chunk, n_steps=n, what=what)
-            self.runners[n, what] = jax.jit(self._lift(fn, (P("runs"), P("runs"))), donate_argnums=0).lower(
-                *self._args).compile(self._program.compiler_options)  # training chunks only (dlf.core.fused)
+            options = self._program.compiler_options
+            fn = partial(self._program.chunk, n_steps=n, what=what, evaluate=options is None)
+            train = jax.jit(self._lift(fn, (P("runs"), P("runs"))), donate_argnums=0).lower(*self._args).compile(options)
+            if options is None:
+                self.runners[n, what] = train
+            else:
+                evaluate = self._evaluator(what)
+
+                def run(states, hp, data):
+                    states, extra = train(states, hp, data)
+                    return states, {**evaluate(states, hp, data), **extra}
+                self.runners[n, what] = run
         return self.runners[n, what]
 
     def _place(self, states, hp, data):

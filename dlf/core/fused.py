@@ -17,7 +17,8 @@ pass then costs C-1 instead of C multiply-adds per (sample, hidden unit) for the
 The samples are padded to a multiple of 16 (a whole number of 512-bit float32 vectors in pass 1,
 which vectorises along them) with copies of the last sample that carry no weight.
 
-Only the compiled training chunks get `COMPILER_OPTIONS` (XLA:CPU fast-math, 512-bit vectors):
+Only the compiled training chunks get `COMPILER_OPTIONS` (XLA:CPU fast-math, 512-bit vectors, no
+YNNPACK reductions):
 without fast-math LLVM may not re-associate the sums and leaves them scalar (~10x slower).
 They are per-compilation options, not process-wide XLA_FLAGS, so initialisation, evaluation and
 everything else compile as usual (a seed gives the same initial parameters on either path).
@@ -44,6 +45,9 @@ VMAP_SIZE = 32  # runs vectorised together (train.vmap_size null): 16-32 measure
 COMPILER_OPTIONS = {
     "xla_cpu_enable_fast_math": True,  # lets LLVM vectorise the reductions (re-associates sums)
     "xla_cpu_prefer_vector_width": 512,  # 16 float32 lanes where the CPU has AVX-512
+    # library fusions for dots only: YNNPACK's reduce kernels block by the number of runs, so a run's
+    # F (evaluated in the same program) would depend at the last bit on how many runs share it
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
 }
 
 
