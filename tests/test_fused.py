@@ -157,3 +157,17 @@ def test_phase_grid_is_fused_by_default_on_cpu_and_equals_the_generic_grid(tmp_p
     np.testing.assert_array_equal(out["auto"]["train_acc"], out["generic"]["train_acc"])
     np.testing.assert_array_equal(out["auto"]["val_acc"], out["generic"]["val_acc"])
     np.testing.assert_allclose(out["auto"]["loss"], out["generic"]["loss"], rtol=1e-9)
+
+
+def test_fused_metrics_are_the_plain_evaluation_of_the_trained_parameters():
+    """Fast-math is for the training steps only: every metrics row of a fused run equals the
+    generic evaluator (plain compile, one run) applied to the parameters trained so far."""
+    cfg = cfg_of("fused", seeds=8, model={"width": 100}, train={"steps": 40, "log_every": 20})
+    b = build(cfg)
+    rows, states = [], b.states
+    for _ in range(2):  # 2 x 20 steps, evaluating the parameters after each
+        states, _ = fit(b.program, states, b.hp, b.data, 20, 20, lambda s, m: rows.append(m))
+        for i in range(cfg.seeds):
+            plain = jax.jit(b.program.evaluate)(jax.tree.map(lambda x: x[i], states), b.hp, b.data)
+            for k in ("loss", "ce", "train_acc", "val_acc", "val_ce"):
+                assert float(rows[-1][k][i]) == float(plain[k]), (k, i)
