@@ -111,8 +111,8 @@ def main(argv=None) -> None:
         f"process per device count; width 100, A=10, T=100, lr 1; {args.steps} steps per timing (compile "
         f"excluded), reference loop {args.ref_steps} steps. Cells: wall us per run-step (run-steps/s); "
         "*CPU-s/dev*: process CPU time per run-step divided by the device count, i.e. the wall time "
-        "on otherwise idle cores (this CPU was shared with other jobs; load average "
-        f"{os.getloadavg()[0]:.1f} on {cores} cores at the end).",
+        "on otherwise idle cores (what matters where the CPU is shared); load average "
+        f"{os.getloadavg()[0]:.1f} on {cores} cores at the end, this benchmark's own processes included.",
         "",
         "| devices | runs | reference loop | generic engine | fused step | fused vs generic | fused vs ref "
         "| generic, CPU-s/dev | fused, CPU-s/dev | ratio | fused (CPU-s/dev) vs floor |",
