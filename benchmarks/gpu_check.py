@@ -233,7 +233,8 @@ def section_ratios(res: dict, size: str) -> None:
         ref = 1 / ref_for(cfg, SIZES[size]["ref_steps"])
         env = _env(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={cores}")
         p = subprocess.run([sys.executable, str(HERE / "phase.py"), "--worker", str(width),
-                            str(SIZES[size]["cpu_steps"][width])], capture_output=True, text=True, env=env, cwd=ROOT)
+                            str(SIZES[size]["cpu_steps"][width]), "auto"], capture_output=True, text=True, env=env,
+                           cwd=ROOT)  # the CPU's default step (fused where it applies)
         if p.returncode:
             raise RuntimeError(f"CPU engine (benchmarks/phase.py --worker) failed:\n{p.stderr[-3000:]}")
         cpu = json.loads(p.stdout.strip().splitlines()[-1])

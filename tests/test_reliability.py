@@ -63,8 +63,9 @@ def test_a_live_run_dir_refuses_a_second_process(tmp_path):
     """A second process on the directory of a live run: one line, exit 2, nothing of the run written.
     Then the live run, sent SIGTERM from outside, checkpoints and records `interrupted` (exit 143)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
-    # the generic step: a run that stays live for seconds (the fused CPU step finishes 100 000 steps in ~3 s)
-    long = [a for a in ARGS if not a.startswith("train.steps")] + ["train.steps=100000", "train.step=generic",
+    # a run that stays live until it is signalled (the generic step at ~35k steps/s on an idle 2-core
+    # machine: ~5 min for 10M steps; it is stopped after a few seconds)
+    long = [a for a in ARGS if not a.startswith("train.steps")] + ["train.steps=10000000", "train.step=generic",
                                                                    "hydra.run.dir=live"]
     first = subprocess.Popen([sys.executable, "-m", "dlf.train", *long], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -165,8 +165,9 @@ def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninte
     import sys
 
     partition = _slurm_partition()
-    args = ["-m", "schedule.A=5,10", "train.steps=100000", "train.log_every=1000", "seeds=2", "model.width=8",
-            "compile_cache=null", "train.step=generic"]  # generic: a job that runs long enough to be signalled
+    # the generic step, 300k steps: ~10 s per job on an idle machine, long enough to be signalled
+    args = ["-m", "schedule.A=5,10", "train.steps=300000", "train.log_every=1000", "seeds=2", "model.width=8",
+            "compile_cache=null", "train.step=generic"]
     ref = run_cli(*args, "hydra.sweep.dir=ref", cwd=tmp_path, timeout=900)
     assert ref.returncode == 0, ref.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}

@@ -85,6 +85,8 @@ class Program:
     # loss (dlf.core.fused: the MLP's step in two fused loops); None: the generic gradient
     loss_grad: Callable | None = None
     compiler_options: Any = None  # XLA options of the compiled chunks only (dlf.core.fused: CPU fast-math)
+    # never vectorise fewer runs together than this (dlf.core.fused: 2; Compiled pads with copies)
+    group_min: int = 1
 
     def gamma(self, step, hp: Hyper, dtype=jnp.float32):
         return gamma(step, hp.A, hp.T, self.num_classes, self.shape, hp.off_step, dtype)
@@ -250,6 +252,16 @@ def default_vmap_size() -> int | None:
     return 1 if jax.default_backend() == "cpu" else None
 
 
+def runs_per_device(n_runs: int, n_dev: int, vmap_size: int | None, group_min: int = 1) -> int:
+    """Runs per device (padding included), raised so that no vmapped group holds fewer than group_min
+    runs (XLA compiles a lone run without its batch axis: another rounding order, tests/test_fused.py)."""
+    per_dev = -(-n_runs // n_dev)
+    if group_min > 1 and (vmap_size is None or per_dev <= vmap_size):
+        return max(per_dev, group_min)
+    rest = per_dev % vmap_size if group_min > 1 else 0
+    return per_dev + (group_min - rest if 0 < rest < group_min else 0)
+
+
 def pad_runs(tree, n: int):
     """Append copies of the last run so that the run axis has length n."""
     def pad(x):
@@ -272,7 +284,7 @@ class Compiled:
         self.n_runs = states.step.shape[0]
         devices = list(devices or jax.local_devices())[:self.n_runs]
         self.n_dev = len(devices)
-        self.n_padded = -(-self.n_runs // self.n_dev) * self.n_dev
+        self.n_padded = runs_per_device(self.n_runs, self.n_dev, vmap_size, program.group_min) * self.n_dev
         self.hp_axis, self.steps, self.log_every = hp_axis, steps, log_every
         self.probes = tuple((p.name, p.every) for p in program.probes)
         probe_bounds = {b for _, every in self.probes for b in range(every, steps, every)}

@@ -171,7 +171,8 @@ def use_fused(cfg, backend: str) -> bool:
 
 
 def attach(program):
-    """`program` training with the fused gradient, its chunks compiled with COMPILER_OPTIONS."""
+    """`program` training with the fused gradient, its chunks compiled with COMPILER_OPTIONS, and
+    at least 2 runs vectorised together (a lone run compiles to another rounding order)."""
     import dataclasses
 
-    return dataclasses.replace(program, loss_grad=loss_and_grad, compiler_options=COMPILER_OPTIONS)
+    return dataclasses.replace(program, loss_grad=loss_and_grad, compiler_options=COMPILER_OPTIONS, group_min=2)
