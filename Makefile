@@ -17,10 +17,10 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed  ## the default experiment (narrow spiral, 8 seeds); extra overrides: make run ARGS='schedule.A=20'
 	$(PY) -m dlf.train $(ARGS)
 
-test: $(VENV)/.installed  ## the whole suite: math, config and end-to-end tiers (~15 min on 2 cores)
+test: $(VENV)/.installed  ## the whole suite: math, config and end-to-end tiers (~20 min on 2 idle cores, SLURM tier included)
 	$(PY) -m pytest -q tests
 
-test-fast: $(VENV)/.installed  ## the quick tier: everything not marked slow (a few minutes on 2 cores)
+test-fast: $(VENV)/.installed  ## the quick tier: everything not marked slow (~1.5 min on 2 idle cores)
 	$(PY) -m pytest -q -m "not slow" tests
 
 docs: $(VENV)/.installed  ## regenerate docs/config.md from the code
