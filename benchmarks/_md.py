@@ -26,14 +26,22 @@ def machine() -> str:
 
 
 def write_section(name: str, body: str) -> Path:
-    """Replace (or append) the section between `<!-- bench:NAME:begin/end -->` in BENCHMARKS.md."""
+    """Replace (or append) the section between `<!-- bench:NAME:begin/end -->` in BENCHMARKS.md:
+    under a lock (two benchmarks finishing at once both keep their sections), written atomically
+    (a kill mid-write leaves the old file)."""
+    import fcntl
+
+    from dlf.outputs import write_text
+
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
     text = f"{begin}\n{body.strip()}\n{end}"
     path = ROOT / "BENCHMARKS.md"
-    old = path.read_text() if path.exists() else "# dlf benchmarks\n\nEach section is written by the script named in it.\n\n"
-    if begin in old:
-        new = old[: old.index(begin)] + text + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + text + "\n"
-    path.write_text(new)
+    with (ROOT / ".BENCHMARKS.md.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = path.read_text() if path.exists() else "# dlf benchmarks\n\nEach section is written by the script named in it.\n\n"
+        if begin in old:
+            new = old[: old.index(begin)] + text + old[old.index(end) + len(end):]
+        else:
+            new = old.rstrip() + "\n\n" + text + "\n"
+        write_text(path, new)
     return path

@@ -44,7 +44,6 @@ FIG3_CMD = ["experiment=fig3_spiral_narrow", "grid.A=1,5,10,20,30,50,70", "grid.
 def fig3(no_write: bool) -> None:
     """The full Fig. 3 width-100 grid (42 points x 50 seeds x 35 000 steps), as a user runs it:
     `python -m dlf.phase ...` in a subprocess (the CLI's own device set-up), timed end to end."""
-    import shutil
     import time
 
     sys.path.insert(0, str(HERE))
@@ -53,10 +52,9 @@ def fig3(no_write: bool) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                  ":!BENCHMARKS.md"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
-    out = ROOT / "outputs" / "bench" / "fig3-grid"
+    # a fresh grid (not a resumed one), and never another invocation's directory
+    out = ROOT / "outputs" / "bench" / "fig3-grid" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     cmd = [sys.executable, "-m", "dlf.phase", *FIG3_CMD, f"hydra.run.dir={out}"]
-    if out.exists():
-        shutil.rmtree(out)  # a fresh grid, not a resumed one
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     wall = time.perf_counter() - t0
@@ -73,7 +71,7 @@ def fig3(no_write: bool) -> None:
         "## Full Fig. 3 width-100 grid in one program",
         "",
         f"Command: `.venv/bin/python benchmarks/phase.py --fig3`, which runs and times "
-        f"`python -m dlf.phase {' '.join(FIG3_CMD)}` (outputs in `outputs/bench/fig3-grid/`) — "
+        f"`python -m dlf.phase {' '.join(FIG3_CMD)}` (outputs in `{out.relative_to(ROOT)}/`) — "
         f"machine: {machine()}; commit {commit}{' (with uncommitted changes)' if dirty else ''}; "
         f"load average {os.getloadavg()[0]:.1f} at the end.",
         "",
@@ -86,7 +84,7 @@ def fig3(no_write: bool) -> None:
         f"; {s['chunks']} chunk(s) of {s['chunk_runs']} runs; metrics every 500 steps.",
         f"- *Command wall*: the whole process (start-up, data, compilation, training, phase.csv and phase.png); "
         f"*train*: the compiled training calls alone.",
-        f"- Result (`outputs/bench/fig3-grid/phase.csv`): {s['diverged_runs']} diverged runs; best validation "
+        f"- Result (`phase.csv` there): {s['diverged_runs']} diverged runs; best validation "
         f"accuracy at {best}.",
     ])
     if not no_write:

@@ -123,3 +123,27 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, obj: dict[str, Any]) -> None:
     """A JSON file, written atomically."""
     write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict[str, Any]]) -> None:
+    """rows as CSV with these columns (None -> empty cell), written atomically."""
+    import csv
+    import io
+
+    columns = list(columns)
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=columns)
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    write_text(path, f.getvalue())
+
+
+def read_csv(path: Path, ints: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """A CSV of numbers back as rows: columns in `ints` as int, the others float, empty cells None."""
+    import csv
+
+    ints = set(ints)
+    num = lambda k, v: None if v == "" else int(v) if k in ints else float(v)  # noqa: E731
+    with Path(path).open() as f:
+        return [{k: num(k, v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -38,3 +38,31 @@ def test_benchmark_runs(script, args):
     assert len(found) == n, f"expected {n} measurement lines, got {len(found)}:\n{p.stdout}"
     values = [float(v.replace(",", "")) for g in found for v in g]
     assert all(math.isfinite(v) and v > 0 for v in values), p.stdout
+
+
+def _write_sections(root, prefix, n, barrier):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import _md
+
+    _md.ROOT = root
+    barrier.wait()
+    for i in range(n):
+        _md.write_section(f"{prefix}{i}", f"## {prefix}{i}\n\nbody {i}")
+
+
+def test_benchmark_sections_written_at_once_are_all_kept(tmp_path):
+    """Two benchmark processes rewriting BENCHMARKS.md at the same time: every section survives
+    (read-modify-write under a lock; each write atomic)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_write_sections, args=(tmp_path, p, 150, barrier)) for p in ("a", "b", "c")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    missing = [f"{p}{i}" for p in "abc" for i in range(150) if f"<!-- bench:{p}{i}:end -->" not in text]
+    assert not missing, missing

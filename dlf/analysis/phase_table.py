@@ -2,12 +2,12 @@
 grid in one program) and `dlf.aggregate` (a sweep of jobs)."""
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from dlf import outputs
 from dlf.outputs import seed_stats
 
 COLUMNS = ("A", "T", "n", "train_acc_mean", "train_acc_std", "val_acc_mean", "val_acc_std",
@@ -49,26 +49,12 @@ def table(records: Iterable[Record]) -> list[dict]:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     """phase.csv, written atomically."""
-    import io
-
-    from dlf.outputs import write_text
-
-    f = io.StringIO(newline="")
-    w = csv.DictWriter(f, fieldnames=COLUMNS)
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
-    write_text(path, f.getvalue())
+    outputs.write_csv(path, COLUMNS, rows)
 
 
 def read_csv(path: Path) -> list[dict]:
     """phase.csv back as rows of numbers (empty cells -> None)."""
-    def num(k, v):
-        if v == "":
-            return None
-        return int(v) if k in ("T", "n", "runs") else float(v)
-    with Path(path).open() as f:
-        return [{k: num(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return outputs.read_csv(path, ints=("T", "n", "runs"))
 
 
 def best(rows: list[dict], key: str = "val_acc_mean") -> dict | None:

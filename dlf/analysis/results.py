@@ -7,7 +7,6 @@ a multirun sweep of them, or a dlf.phase grid), and `load(path)` as a pandas Dat
 """
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import re
@@ -145,25 +144,15 @@ def read_sweep(root: Path) -> Sweep:
 
 def write_runs_csv(path: Path, final: list[dict]) -> None:
     """runs.csv: one row per (A, T, seed) with its final values ('' where None), written atomically."""
-    import io
+    from dlf.outputs import write_csv
 
-    from dlf.outputs import write_text
-
-    f = io.StringIO(newline="")
-    w = csv.DictWriter(f, fieldnames=RUNS_COLUMNS)
-    w.writeheader()
-    for r in final:
-        w.writerow({k: "" if r.get(k) is None else r[k] for k in RUNS_COLUMNS})
-    write_text(path, f.getvalue())
+    write_csv(path, RUNS_COLUMNS, final)
 
 
 def read_runs_csv(path: Path) -> list[dict[str, Any]]:
-    def num(k, v):
-        if v == "":
-            return None
-        return int(v) if k in ("T", "seed", "diverged_step") else float(v)
-    with Path(path).open() as f:
-        return [{k: num(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+    from dlf.outputs import read_csv
+
+    return read_csv(path, ints=("T", "seed", "diverged_step"))
 
 
 def _with_config(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

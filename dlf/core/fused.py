@@ -78,10 +78,10 @@ def _differences(params) -> tuple[list[jax.Array], list[jax.Array]]:
     return [W2[:, c] - W2[:, 0] for c in range(1, C)], [b2[c] - b2[0] for c in range(1, C)]
 
 
-def _delta_columns(params, x_NxD) -> list[jax.Array]:
-    """Fused pass 1: the C-1 logit differences to class 0, each (N,) (never stores (N, H))."""
+def _delta_columns(params, V, vb, x_NxD) -> list[jax.Array]:
+    """Fused pass 1: the C-1 logit differences to class 0 (V, vb: `_differences`), each (N,)
+    (never stores (N, H))."""
     W1, b1 = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
-    V, vb = _differences(params)
     h_HxN = jnp.maximum(_pre_activation(W1, b1, x_NxD, transposed=True), 0)
     cols = _sum([h_HxN * v[:, None] for v in V], axis=0)
     return [col + b for col, b in zip(cols, vb)]
@@ -112,8 +112,8 @@ def loss_and_grad(params, x_NxD, y_N, gamma_C) -> tuple[jax.Array, Any]:
     N, D = x_NxD.shape
     C = params["Dense_1"]["kernel"].shape[1]
     x, y = _padded(x_NxD, y_N)
-    V, _ = _differences(params)
-    delta = [None] + _delta_columns(params, x)  # delta_0 = 0
+    V, vb = _differences(params)
+    delta = [None] + _delta_columns(params, V, vb, x)  # delta_0 = 0
     dtype = delta[1].dtype
     is_y = [y == c for c in range(C)]
     w_N = sum(jnp.where(is_y[c], gamma_C[c], 0) for c in range(C))  # Gamma_{y_n} (0: padding)
