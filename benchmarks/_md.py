@@ -38,7 +38,8 @@ def write_section(name: str, body: str) -> Path:
     path = ROOT / "BENCHMARKS.md"
     with (ROOT / ".BENCHMARKS.md.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        old = path.read_text() if path.exists() else "# dlf benchmarks\n\nEach section is written by the script named in it.\n\n"
+        head = "# dlf benchmarks\n\nEach section is written by the script named in it.\n\n"
+        old = path.read_text() if path.exists() else head
         if begin in old:
             new = old[: old.index(begin)] + text + old[old.index(end) + len(end):]
         else:

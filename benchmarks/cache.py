@@ -68,13 +68,14 @@ def main(argv=None) -> None:
         f"Command: `.venv/bin/python benchmarks/cache.py` — machine: {machine()}. Sweep: "
         f"`python -m dlf.train {' '.join(SWEEP)}`; median of {args.repeats} alternating repeats.",
         "",
-        "| cache | per-job wall (s, median) | first job wall (s) | per-job compile (s, median) | sweep process wall (s) |",
+        "| cache | per-job wall (s, median) | first job wall (s) | per-job compile (s, median) "
+        "| sweep process wall (s) |",
         "|---|---:|---:|---:|---:|",
         *rows,
         "",
         f"- Warm vs no cache: per-job wall x{med['off']['job'] / med['warm']['job']:.2f} faster, compile "
         f"x{med['off']['compile'] / max(med['warm']['compile'], 1e-9):.1f} faster.",
-        "- The cache is on by default (`compile_cache: outputs/.jax_cache`), with "
+        "- The cache is on by default (`compile_cache: .jax_cache`, inside `paths.output_dir`), with "
         "JAX's thresholds lowered so that small programs are cached too.",
     ])
     if not args.no_write:

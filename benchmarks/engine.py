@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _md import cpu_name, write_section  # noqa: E402
 
 
-
 def reference_loop(b, lr: float, steps: int) -> float:
     """The notebook's way: a Python for loop dispatching one jitted GD step, reading loss,
     accuracy, weighted loss and Gamma back to the host every step. Returns seconds per step."""
@@ -98,7 +97,8 @@ def main(argv=None):
         print(f"{label:55s} ref {1/ref:8.0f} run-steps/s | engine {n/eng:8.0f} run-steps/s | "
               f"{1e6*eng/n:7.1f} us/run-step | x{ref*n/eng:.1f}", flush=True)
     table = [
-        "| case | reference loop (run-steps/s) | engine (run-steps/s) | reference us/run-step | engine us/run-step | speed-up |",
+        "| case | reference loop (run-steps/s) | engine (run-steps/s) | reference us/run-step "
+        "| engine us/run-step | speed-up |",
         "|---|---:|---:|---:|---:|---:|",
     ] + [f"| {r[0]} | {r[1]:,.0f} | {r[2]:,.0f} | {r[3]:,.1f} | {r[4]:,.1f} | **{r[5]:.1f}x** |" for r in rows]
     one = rows[0][4]
@@ -117,7 +117,8 @@ def main(argv=None):
         "accuracy, weighted loss and Gamma back to the host every step (the authors' notebook). For 50 "
         "seeds it is 50 such loops, so its per-run-step rate is that of one seed. It is a generous "
         "rendering of the notebook: one dispatch computes all four values. The authors' notebook itself "
-        f"was measured at ~2.7 ms per step on this kind of CPU (measured outside the project), ~{2700 / one:.0f}x the engine.",
+        f"was measured at ~2.7 ms per step on this kind of CPU (measured outside the project), "
+        f"~{2700 / one:.0f}x the engine.",
         "- *Engine*: `dlf.core.engine.fit`, steps in `lax.scan` chunks of 500, metrics read one chunk behind.",
         f"- Arithmetic floor: one width-100 step on 300 points is ~1 MFLOP (forward + backward), ~20 us "
         f"at a 2-core CPU's ~50 GFLOP/s; the engine's one-seed float32 step is {one:.0f} us, "

@@ -18,20 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER = {1.0: "train ~1.0, test ~0.73", "best": "test ~0.79 (+~6 points) for T ~ 100, 25 <~ A <~ 70"}
 DEVICE_CALL = ('run(command="DLF_GIT_SHA=<sha> bash launch/fig1_gpu.sh", carry=[".whl", ".cifar10"], '
                "timeout_s=600)")
-COMMANDS = """```bash
+COMMANDS = f"""```bash
 # here (PyPI and ../shared/data reachable), once:
 bash launch/gpu_wheels.sh                 # hydra-core, omegaconf, antlr4 wheels -> .whl/ (0.4 MB)
 bash launch/fig1_gpu.sh prepare           # JPEG CIFAR-10 + decoder -> .cifar10/ (53 MiB)
 # on the GPU machine, through the device tool:
-#   {call}
+#   {DEVICE_CALL}
 # which runs, after decoding the JPEG copy into cifar-10-batches-py and timing 4 epochs:
 python -m dlf.train experiment=fig1_myrtle5_cifar10 dataset.path=$DATA checkpoint.every_epochs=0 schedule.A=1
-python -m dlf.train experiment=fig1_myrtle5_cifar10 dataset.path=$DATA checkpoint.every_epochs=0 schedule.A=50 schedule.T=100
+python -m dlf.train experiment=fig1_myrtle5_cifar10 dataset.path=$DATA checkpoint.every_epochs=0 \\
+    schedule.A=50 schedule.T=100
 # (and, if A=1 diverges, once more with model.parameterization=ntk)
 # back here, with the returned files:
 mkdir -p outputs/fig1_gpu && tar xzf fig1_runs.tar.gz -C outputs/fig1_gpu
 python benchmarks/fig1_report.py outputs/fig1_gpu/runs/* --commit <sha> --timing fig1_timing.json
-```""".format(call=DEVICE_CALL)
+```"""
 DIFFERS = """- **Data**: the JPEG copy of CIFAR-10 (`../shared/data/cifar10_jpeg.npz`: quality-75 JPEG, 4:2:0
   chroma; per-channel means agree with the original to 4 decimals, std ~1% lower), decoded into the
   `cifar-10-batches-py` layout with its training images shuffled (seed 0). Accuracies on it are
@@ -47,9 +48,13 @@ DIFFERS = """- **Data**: the JPEG copy of CIFAR-10 (`../shared/data/cifar10_jpeg
 
 
 def load(run_dir: Path) -> dict:
-    s = json.loads((run_dir / "summary.json").read_text())
+    from dlf.results import read_run
+
+    run = read_run(run_dir)
+    if run.config is None:
+        raise SystemExit(f"fig1_report: {run_dir}: {run.error}")
+    s, cfg = run.summary, run.config
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    cfg = s.get("config", {})
     spe = s.get("steps_per_epoch") or 1
     div = sorted(s.get("diverged_at_step", {}).values())
     ep = [r["epoch"] for r in rows]
@@ -58,10 +63,9 @@ def load(run_dir: Path) -> dict:
     ok = [(e, a) for e, a in zip(ep, te) if a is not None]
     best = max(ok, key=lambda x: x[1]) if ok else (None, None)
     return {"name": run_dir.name, "A": s["A"], "T": s["T"], "status": s["status"], "epochs": s.get("epochs"),
-            "parameterization": cfg.get("model", {}).get("parameterization", "standard"),
-            "width": cfg.get("model", {}).get("width"), "subset": cfg.get("dataset", {}).get("subset"),
-            "marks": ((cfg.get("optimizer", {}).get("warmup_epochs"), "peak lr"),
-                      (cfg.get("schedule", {}).get("off_from_epoch"), "oscillations off")),
+            "parameterization": getattr(cfg.model, "parameterization", "standard"),
+            "width": getattr(cfg.model, "width", None), "subset": getattr(cfg.dataset, "subset", None),
+            "marks": ((cfg.optimizer.warmup_epochs, "peak lr"), (cfg.schedule.off_from_epoch, "oscillations off")),
             "wall_s": s.get("wall_s"), "compile_s": s.get("compile_s"), "git_sha": s.get("git_sha"),
             "diverged_epoch": (div[0] // spe) if div else None, "epoch": ep, "train_acc": tr, "test_acc": te,
             "final_train": tr[-1] if tr else None, "final_test": te[-1] if te else None,
@@ -92,7 +96,8 @@ def plot(path: Path, runs: list[dict]) -> None:
             continue
         ax.axvline(e, color="0.7", lw=0.8)
         ax.text(e, 0.02, f" {what}", color="0.5", fontsize=7, rotation=90, va="bottom")
-    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=f"Myrtle5-{runs[0]['width']} on CIFAR-10 (JPEG copy), one seed per run")
+    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02),
+           title=f"Myrtle5-{runs[0]['width']} on CIFAR-10 (JPEG copy), one seed per run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -135,10 +140,12 @@ def page(runs: list[dict], commit: str | None, timing: dict | None, png: str) ->
     dyn = [r for r in runs if r["A"] != 1]
     if a1 and dyn and a1[0]["final_test"] is not None and dyn[0]["final_test"] is not None:
         d = dyn[0]["final_test"] - a1[0]["final_test"]
-        out += [f"Final test accuracy, dynamical minus ordinary loss: {d:+.4f} (paper: about +0.06, over 30 seeds).", ""]
+        out += [f"Final test accuracy, dynamical minus ordinary loss: {d:+.4f} (paper: about +0.06, "
+                "over 30 seeds).", ""]
     if timing:
         out += [f"Timing run ({timing.get('epochs')} epochs, A={timing.get('A')}, T={timing.get('T')}): compile "
-                f"{timing.get('compile_s', 0):.1f} s, {timing.get('train_s', 0) / max(timing.get('epochs') or 1, 1):.2f} s "
+                f"{timing.get('compile_s', 0):.1f} s, "
+                f"{timing.get('train_s', 0) / max(timing.get('epochs') or 1, 1):.2f} s "
                 "per epoch.", ""]
     out += ["## Commands", "", COMMANDS, "", "## What differs from the paper", "", DIFFERS, ""]
     return "\n".join(out)

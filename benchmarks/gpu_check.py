@@ -69,8 +69,8 @@ def equal_grid(out_dir: Path, chunked: bool, matmul_precision: str, vmap_size: i
 
     e = EQUAL
     cfg = config_lib.from_dict({
-        "model": {"width": e["width"]}, "seeds": e["seeds"], "grid": {"A": e["A"], "T": e["T"],
-                                                                       "chunk_runs": e["chunk_runs"] if chunked else None},
+        "model": {"width": e["width"]}, "seeds": e["seeds"],
+        "grid": {"A": e["A"], "T": e["T"], "chunk_runs": e["chunk_runs"] if chunked else None},
         "schedule": {"off_last_periods": 0}, "optimizer": {"lr": e["lr"]}, "compile_cache": None,
         "matmul_precision": matmul_precision,
         "train": {"steps": e["steps"], "log_every": e["steps"], "vmap_size": vmap_size}})
@@ -294,16 +294,19 @@ def markdown(res: dict, command: str) -> str:
         f"| Full Fig. 3 width-100 grid ({get('fig3', 'runs')} runs x {get('fig3', 'steps')} steps), end to end "
         f"(`python -m dlf.phase`, fresh process) | {get('fig3', 'wall_s', fmt='{:.1f}')} s | < 60 s | "
         f"{met(f3.get('wall_s'), GOALS['fig3_wall_s'])} |",
-        f"| same, per run-step end to end / training only | {get('fig3', 'us_per_run_step_end_to_end', fmt='{:.3f}')} / "
+        "| same, per run-step end to end / training only | "
+        f"{get('fig3', 'us_per_run_step_end_to_end', fmt='{:.3f}')} / "
         f"{get('fig3', 'us_per_run_step_train', fmt='{:.3f}')} us | <= 0.7 us | "
         f"{met(f3.get('us_per_run_step_end_to_end'), GOALS['fig3_us_per_run_step'] + 1e-9)} |",
         f"| width-1000 grid ({get('wide', 'runs')} runs x {get('wide', 'steps')} steps) | "
         f"{get('wide', 'us_per_run_step', fmt='{:.2f}')} us/run-step ({get('wide', 'run_steps_per_s')} run-steps/s; "
-        f"full grid ~{get('wide', 'full_grid_min_extrapolated', fmt='{:.1f}')} min) | ~4 us (measured outside the project, H100) | |",
+        f"full grid ~{get('wide', 'full_grid_min_extrapolated', fmt='{:.1f}')} min) "
+        "| ~4 us (measured outside the project, H100) | |",
         f"| Myrtle5-{get('myrtle', 'setup', 'width')}, batch {get('myrtle', 'setup', 'batch')}, float32 "
         f"(matmul_precision default) | {get('myrtle', 'float32', 'images_per_s')} images/s | >= 300k | "
         f"{met(my.get('float32', {}).get('images_per_s'), GOALS['myrtle_float32'], less=False)} |",
-        f"| same, float32, matmul_precision=highest | {get('myrtle', 'float32_highest', 'images_per_s')} images/s | | |",
+        "| same, float32, matmul_precision=highest | "
+        f"{get('myrtle', 'float32_highest', 'images_per_s')} images/s | | |",
         f"| same, bfloat16 | {get('myrtle', 'bfloat16', 'images_per_s')} images/s | >= 550k | "
         f"{met(my.get('bfloat16', {}).get('images_per_s'), GOALS['myrtle_bfloat16'], less=False)} |",
     ]
@@ -312,21 +315,23 @@ def markdown(res: dict, command: str) -> str:
             c = eq.get(f"{path}_{p}")
             if c:
                 rows.append(f"| device = CPU reference, {path} path (chunk_runs {c['chunk_runs']}), matmul_precision "
-                            f"{p}: max rel. loss diff / max acc. diff over {c['runs']} runs | {c['max_loss_rel']:.1e} / "
+                            f"{p}: max rel. loss diff / max acc. diff over {c['runs']} runs | "
+                            f"{c['max_loss_rel']:.1e} / "
                             f"{c['max_acc_abs']:.4f} | <= {c['loss_rtol']:.0e} / <= 1 example | "
                             f"{'yes' if c['ok'] else '**no**'} |")
     if "default" in tf:
         rows.append(f"| float32 matmul / conv rel. error at matmul_precision default (highest) | "
                     f"{tf['default']['matmul_rel_err']:.1e} / {tf['default']['conv_rel_err']:.1e} "
                     f"({tf['highest']['matmul_rel_err']:.1e} / {tf['highest']['conv_rel_err']:.1e}) | "
-                    f"{'TF32 or lower by default' if tf['default_is_tf32_or_lower'] else 'true float32 by default'} | |")
+                    f"{'TF32 or lower' if tf['default_is_tf32_or_lower'] else 'true float32'} by default | |")
     ratio_rows = []
     for w in ("100", "1000"):
         r = res.get("ratios", {}).get(w)
         dev = (f3 if w == "100" else wide).get("run_steps_per_s")
         if r and dev:
-            ratio_rows.append(f"| {w} | {dev:,.0f} | {r['cpu_engine_run_steps_per_s']:,.0f} (**{dev / r['cpu_engine_run_steps_per_s']:.0f}x**) "
-                              f"| {r['reference_loop_run_steps_per_s']:,.0f} (**{dev / r['reference_loop_run_steps_per_s']:.0f}x**) |")
+            cpu, ref = r["cpu_engine_run_steps_per_s"], r["reference_loop_run_steps_per_s"]
+            ratio_rows.append(f"| {w} | {dev:,.0f} | {cpu:,.0f} (**{dev / cpu:.0f}x**) "
+                              f"| {ref:,.0f} (**{dev / ref:.0f}x**) |")
     text = [
         f"## GPU check ({res['machine']['device_kind']})",
         "",

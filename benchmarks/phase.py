@@ -49,11 +49,13 @@ def fig3(no_write: bool) -> None:
     sys.path.insert(0, str(HERE))
     from _md import ROOT, machine, write_section
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                  ":!BENCHMARKS.md"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
     # a fresh grid (not a resumed one), and never another invocation's directory
-    out = ROOT / "outputs" / "bench" / "fig3-grid" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    root = Path(os.environ.get("DLF_OUTPUT_DIR", ROOT / "outputs"))  # paths.output_dir, as conf/paths
+    out = root / "bench" / "fig3-grid" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     cmd = [sys.executable, "-m", "dlf.phase", *FIG3_CMD, f"hydra.run.dir={out}"]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
@@ -80,10 +82,11 @@ def fig3(no_write: bool) -> None:
         "|---|---|---:|---:|---:|---:|---:|---:|",
         line,
         "",
-        f"- Step: {'fused (dlf.core.fused, `train.step=auto` on CPU)' if s.get('step') == 'fused' else s.get('step', '?')}"
-        f"; {s['chunks']} chunk(s) of {s['chunk_runs']} runs; metrics every 500 steps.",
-        f"- *Command wall*: the whole process (start-up, data, compilation, training, phase.csv and phase.png); "
-        f"*train*: the compiled training calls alone.",
+        "- Step: " + ("fused (dlf.core.fused, `train.step=auto` on CPU)" if s.get("step") == "fused"
+                      else s.get("step", "?"))
+        + f"; {s['chunks']} chunk(s) of {s['chunk_runs']} runs; metrics every 500 steps.",
+        "- *Command wall*: the whole process (start-up, data, compilation, training, phase.csv and phase.png); "
+        "*train*: the compiled training calls alone.",
         f"- Result (`phase.csv` there): {s['diverged_runs']} diverged runs; best validation "
         f"accuracy at {best}.",
     ])

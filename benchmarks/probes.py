@@ -22,10 +22,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from dlf import config as config_lib
+from dlf.drive.build import build
 from dlf.probes import hessian_top, ntk_matrix, ntk_top
 from dlf.probes.lanczos import lanczos
 from dlf.probes.ntk import balanced_subset
-from dlf.drive.build import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _md import machine, write_section  # noqa: E402
@@ -108,7 +108,8 @@ def main(argv=None):
         *[f"| {label} | {1e6 * s:,.0f} | {r:.1f} |" for label, s, r in rows],
         "",
         f"Overhead in the Fig. 4 run (`experiment=fig4_dynamics`: float64, A=70, T=5000, Hessian order 10, "
-        f"matrix-free NTK (order 20) on the whole training set (300 points x 3 outputs), probes every 25 steps, {args.fig4_steps} steps): **{fig4[25]:.0f} steps/s with "
+        "matrix-free NTK (order 20) on the whole training set (300 points x 3 outputs), probes every 25 steps, "
+        f"{args.fig4_steps} steps): **{fig4[25]:.0f} steps/s with "
         f"probes vs {fig4[0]:.0f} without (x{fig4[0] / fig4[25]:.1f})**. Besides the two probes, each probe point "
         "ends a compiled chunk: the full metrics (train and validation forward passes) and one host read.",
     ])

@@ -3,8 +3,10 @@ variants (model, dataset, optimizer) and the probes take their typed configs fro
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any
 
 from dlf.core.losses import LOSSES
 from dlf.core.optim import OPTIMIZERS
@@ -15,7 +17,7 @@ from dlf.errors import ConfigError
 from dlf.models import MODELS
 from dlf.probes.evaluators import PROBES
 
-__all__ = ["Config", "ConfigError", "from_dict", "from_hydra", "replace", "to_dict"]
+__all__ = ["Config", "ConfigError", "from_dict", "from_hydra", "read_yaml", "replace", "stored", "to_dict"]
 
 _f = setting
 MAX_SEED = INT32_MAX  # seeds travel as uint32 inside the compiled init
@@ -41,7 +43,7 @@ class ScheduleConfig:
     shape: str = choice(SHAPES, "triangle", doc="g(t) of the emphasised class: " + ", ".join(SHAPES.names()))
     A: float = _f(10.0, low=1.0, doc="amplitude (1 = ordinary loss)")
     T: int = _f(100, low=2, doc="period in steps")
-    off_last_periods: int = _f(0, low=0, doc="oscillations off for the last N periods")
+    off_last_periods: int = _f(1, low=0, doc="oscillations off for the last N periods (spiral protocol: 1)")
     off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on (wins)")
     off_from_epoch: float | None = _f(None, low=0.0, doc="oscillations off from this epoch on (epoch runs)")
     off_align: str = _f("literal", choices=("literal", "period"),
@@ -55,7 +57,8 @@ class TrainConfig:
     batch_size: int | None = _f(None, low=1, doc="mini-batch size; null = full batch (steps)")
     eval_batch_size: int = _f(1000, low=1, doc="mini-batch runs: images per evaluation batch")
     log_every: int = _f(500, low=1, doc="steps (full batch) or epochs (mini-batch) between log points")
-    vmap_size: int | None = _f(None, low=1, doc="runs vectorised together (null: auto: 1 on CPU, all on GPU, 32 for the fused step)")
+    vmap_size: int | None = _f(None, low=1, doc="runs vectorised together (null: auto: 1 on CPU, all on GPU, "
+                               "32 for the fused step)")
     step: str = _f("auto", choices=("auto", "fused", "generic"),
                    doc="fused: the MLP's two-loop step (dlf.core.fused); auto: fused on CPU where it applies")
 
@@ -70,11 +73,17 @@ class CheckpointConfig:
 @dataclass(frozen=True)
 class LoggerConfig:
     name: str = _f("none", choices=("none", "wandb"), doc="none = local files only")
-    mode: str = _f("online", choices=("online", "offline", "disabled"), doc="wandb mode")
+    mode: str = _f("online", choices=("online", "offline", "disabled"), doc="wandb mode (logger=wandb)")
     project: str = _f("dlf", doc="W&B project")
     entity: str | None = _f(None, doc="W&B entity (team or user); null = your default")
     group: str | None = _f(None, doc="W&B group; null = the sweep directory (multirun) or none")
     tags: tuple[str, ...] = _f((), doc="extra W&B tags (A, T and seed are always added)")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    output_dir: str = _f("outputs", doc="root of run, sweep, phase and cache directories (conf/paths: "
+                         "$DLF_OUTPUT_DIR, else outputs)")
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,9 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     grid: GridConfig = field(default_factory=GridConfig)
-    compile_cache: str | None = _f(None, doc="JAX persistent compilation cache directory (null: off)")
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    compile_cache: str | None = _f(".jax_cache", doc="JAX persistent compilation cache directory, shared by "
+                                   "the jobs of a sweep; relative to paths.output_dir (null: off)")
     plugins: tuple[str, ...] = _f((), doc="modules imported before validation (they register models, losses, ...)")
     matmul_precision: str = _f("default", choices=("default", "high", "highest"),
                                doc="jax_default_matmul_precision for float32 matmuls/convs (default: "
@@ -128,18 +139,25 @@ class Config:
             return self.train.epochs * self.steps_per_epoch(n_train)
         return self.train.steps
 
-    def off_step_for(self, n_train: int | None = None) -> int | None:
-        """First step with oscillations off (Gamma = 1), or None if they never stop. Precedence:
-        `schedule.off_from_step`, then `off_from_epoch` (epoch runs), then `off_last_periods`."""
+    def off_step_for(self, n_train: int | None = None, T: int | None = None) -> int | None:
+        """First step with oscillations off (Gamma = 1), or None if they never stop, for the period
+        T (default schedule.T; a grid has one per point). Precedence: `schedule.off_from_step`,
+        then `off_from_epoch` (epoch runs), then `off_last_periods`."""
         s = self.schedule
+        T = s.T if T is None else T
         if s.off_from_step is not None:
             return s.off_from_step
         if s.off_from_epoch is not None:
             return round(s.off_from_epoch * self.steps_per_epoch(n_train))
         if s.off_last_periods > 0:
-            off = max(0, self.total_steps(n_train) - s.off_last_periods * s.T)
-            return off - off % s.T if s.off_align == "period" else off
+            off = max(0, self.total_steps(n_train) - s.off_last_periods * T)
+            return off - off % T if s.off_align == "period" else off
         return None
+
+    @property
+    def compile_cache_dir(self) -> Path | None:
+        """compile_cache as a directory (a relative one inside paths.output_dir), None when off."""
+        return None if self.compile_cache is None else Path(self.paths.output_dir) / self.compile_cache
 
     @property
     def off_step(self) -> int | None:
@@ -157,7 +175,8 @@ def _check_cross(cfg: Config) -> Config:
     for key, value in (("schedule.off_from_epoch", s.off_from_epoch), ("optimizer.warmup_epochs", o.warmup_epochs)):
         if value is not None and not cfg.epoch_run:
             raise ConfigError(f"{key}={value} is not allowed in a full-batch run; use the step count "
-                              "(schedule.off_from_step, optimizer.warmup_steps) or set train.batch_size and train.epochs")
+                              "(schedule.off_from_step, optimizer.warmup_steps) or set train.batch_size and "
+                              "train.epochs")
     c = cfg.checkpoint
     if c.every_epochs and not cfg.epoch_run or c.every_steps and cfg.epoch_run:
         right = "checkpoint.every_steps" if c.every_epochs else "checkpoint.every_epochs"
@@ -200,10 +219,33 @@ def import_plugins(modules: Any) -> None:
                               "(on PYTHONPATH)") from None
 
 
-def from_dict(data: Mapping[str, Any]) -> Config:
-    """Build and validate a Config from a plain (resolved) mapping; missing keys take defaults."""
-    import_plugins(data.get("plugins"))
+def from_dict(data: Mapping[str, Any], plugins: bool = True) -> Config:
+    """Build and validate a Config from a plain (resolved) mapping; missing keys take defaults.
+    The `plugins` modules it names are imported first unless `plugins` is False."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of keys, got {type(data).__name__}")
+    if plugins:
+        import_plugins(data.get("plugins"))
     return _check_cross(build(Config, data, ""))
+
+
+def stored(data: Any) -> Config:
+    """The Config of a stored record (a summary.json's `config`, a config.yaml, a checkpoint's
+    config.json): validated like any config, but reading results never imports (runs) the
+    `plugins` modules it names; a model or loss of a plugin not imported in this process is then
+    a ConfigError."""
+    return from_dict(data, plugins=False)
+
+
+def read_yaml(path: Path) -> Config:
+    """The Config stored in a config.yaml (`stored`); a file that cannot be parsed is a ConfigError."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path} cannot be read ({type(e).__name__})") from None
+    return stored(data or {})
 
 
 def from_hydra(cfg: Any) -> Config:
@@ -228,7 +270,7 @@ def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
         if "name" in new and new["name"] != old.get("name"):
             return dict(new)  # another variant: its own keys only
         return {**old, **{k: merge(old.get(k), v) for k, v in new.items()}}
-    return from_dict(merge(dataclasses.asdict(cfg), sections))
+    return from_dict(merge(dataclasses.asdict(cfg), sections), plugins=False)
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

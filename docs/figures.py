@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "outputs" / "figures"
+OUT = Path(os.environ.get("DLF_OUTPUT_DIR", ROOT / "outputs")) / "figures"  # as conf/paths
 DOCS = ROOT / "docs"
 PY = sys.executable
 
@@ -40,14 +41,20 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
-def train(run_dir: Path, overrides: list[str], reuse: bool, module: str = "dlf.train") -> dict:
-    """One run in run_dir (skipped with reuse when it has finished); its summary.json."""
+def train(run_dir: Path, overrides: list[str], reuse: bool, module: str = "dlf.train"):
+    """One run in run_dir (skipped with reuse when it has finished), read back by dlf.results: its
+    summary.json (`.summary`) and typed config (`.config`)."""
+    from dlf.results import read_run
+
     f = run_dir / "summary.json"
     if not (reuse and f.exists() and json.loads(f.read_text()).get("status") == "ok"):
         cmd = [PY, "-m", module, *overrides, f"hydra.run.dir={run_dir}"]
         print("figures:", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
-    return json.loads(f.read_text())
+    run = read_run(run_dir)
+    if run.config is None:
+        raise SystemExit(f"figures: {run_dir}: {run.error}")
+    return run
 
 
 def replace_block(path: Path, name: str, text: str) -> None:
@@ -70,9 +77,10 @@ def pm(m, s, f=".3f") -> str:
 
 
 def fig4(reuse: bool) -> None:
-    s = train(OUT / "fig4", FIG4, reuse)
+    run = train(OUT / "fig4", FIG4, reuse)
+    s = run.summary
     shutil.copy(OUT / "fig4" / "probes.png", DOCS / "fig4_dynamics.png")
-    t, lr = s["threshold"], s["config"]["optimizer"]["lr"]
+    t, lr = s["threshold"], run.config.optimizer.lr
     z = np.load(OUT / "fig4" / "probes.npz")
     r0 = t["per_seed"][0]
     seeds = "; ".join(f"seed {r['seed']}: {pm(r['mean'], r['std'])} (n={r['n']})" for r in t["per_seed"])
@@ -89,11 +97,13 @@ def fig4(reuse: bool) -> None:
   `threshold`): seed 0 **{pm(r0['mean'], r0['std'])}** over {r0['n']} cascades, i.e.
   {100 * (r0['mean'] * lr / 2 - 1):+.1f}% from 2/eta = {2 / lr:g}. All seeds: {seeds}; pooled
   {pm(t['mean'], t['std'])} over {t['n']} cascades (median {np.median(pooled):.3f}), per-seed means
-  {pm(t['seed_mean']['mean'], t['seed_mean']['std'])} (n={t['seed_mean']['n']}, {100 * (t['seed_mean']['mean'] * lr / 2 - 1):+.1f}%
+  {pm(t['seed_mean']['mean'], t['seed_mean']['std'])} (n={t['seed_mean']['n']},
+  {100 * (t['seed_mean']['mean'] * lr / 2 - 1):+.1f}%
   from 2/eta). The spread is heavy-tailed: the largest value, {worst[0]:.2f}, is seed {worst[1]}'s cascade at
   step {worst[2]}, one of the short late cascades near a period boundary, where lambda_max jumps
   from ~2 to 5-7 between two samples (25 steps) just before the detected onset: the rise is faster
-  than the sampling, and the two samples before the onset already see the instability. Each cascade holds many more episodes ({t['n_onsets']} in all); their onsets,
+  than the sampling, and the two samples before the onset already see the instability. Each cascade
+  holds many more episodes ({t['n_onsets']} in all); their onsets,
   where lambda_max reaches ~{np.nanmax(z['hessian_lambda_max']):.0f}, are not thresholds.
 - Seed 0's cascades start at steps {', '.join(f'{o:,}'.replace(',', ' ') for o, _ in first)} with lambda_max
   {', '.join(f'{v:.2f}' for _, v in first)}.
@@ -111,7 +121,7 @@ def fig4(reuse: bool) -> None:
 
 
 def fig5(reuse: bool) -> None:
-    from dlf import fig5 as f5
+    from dlf.analysis import fig5 as f5
     from dlf.analysis.bifurcation import threshold_summary
 
     root = OUT / "fig5"
@@ -122,33 +132,32 @@ def fig5(reuse: bool) -> None:
                                                                     f"train.steps={round(FIG5_STEPS / lr)}"], reuse))
     bc = [train(root / "a1" / f"w{w}", FIG5BC + [f"model.width={w}"], reuse) for w in FIG5_WIDTHS]
     groups, skipped = f5.fig5(root, DOCS / "fig5")
-    wall = {w: sum(s["wall_s"] for s in runs if s["config"]["model"]["width"] == w) for w in FIG5_WIDTHS}
+    wall = {w: sum(r.summary["wall_s"] for r in runs if r.config.model.width == w) for w in FIG5_WIDTHS}
     rows = []
     for g in groups:
         for eta, m, se in zip(g["eta"], g["mean"], g["sem"]):
             rows.append(f"| {g['width']} | {eta:g} | {m:.3f} ± {se:.3f} | {m * eta / 2:.3f} |")
     fits = "\n".join(f"- {f5.describe(g)}" for g in groups)
-    all_eta = [p for g in groups for p in zip(g["eta"], g["mean"])]
-    pooled = f5.fit_power([s["config"]["optimizer"]["lr"] for s in runs for r in s["threshold"]["per_seed"]
-                           if r["mean"] is not None],
-                          [r["mean"] for s in runs for r in s["threshold"]["per_seed"] if r["mean"] is not None])
+    per_seed = [(run.config.optimizer.lr, r["mean"]) for run in runs for r in run.summary["threshold"]["per_seed"]
+                if r["mean"] is not None]
+    pooled = f5.fit_power([eta for eta, _ in per_seed], [v for _, v in per_seed])
     syst = []  # the detector's onset amplitude is a choice: refit with others, from the stored F traces
     for amp in (1e-4, 1e-3, 1e-2):
         etas, vals = [], []
-        for s in runs:
-            job = f"w{s['config']['model']['width']}_lr{s['config']['optimizer']['lr']:g}"
-            z = np.load(root / "a70" / job / "probes.npz")
-            t = threshold_summary(z["F"], z["probe_steps"], z["hessian_lambda_max"], s["T"],
-                                  quiet_frac=s["config"]["probes"]["hessian"]["quiet_frac"], onset_amp=amp)
+        for run in runs:
+            cfg = run.config
+            z = np.load(run.path / "probes.npz")
+            t = threshold_summary(z["F"], z["probe_steps"], z["hessian_lambda_max"], cfg.schedule.T,
+                                  quiet_frac=cfg.probes["hessian"].quiet_frac, onset_amp=amp)
             for r in t["per_seed"]:
                 if r["mean"] is not None:
-                    etas.append(s["config"]["optimizer"]["lr"])
+                    etas.append(cfg.optimizer.lr)
                     vals.append(r["mean"])
         f = f5.fit_power(etas, vals)
         syst.append(f"onset_amp {amp:g}: b = {f['b']:.3f} ± {f['b_se']:.3f}, c (b = -1) = {f['c_fixed']:.3f}")
     text = f"""`python docs/figures.py --only fig5` runs, for eta in {', '.join(f'{x:g}' for x in FIG5_LRS)} and width
 {' and '.join(map(str, FIG5_WIDTHS))}: `python -m dlf.train {' '.join(FIG5)} model.width=W optimizer.lr=eta
-train.steps=round({FIG5_STEPS}/eta)` (T = 5000/eta, five periods; {stamp(runs)}), then
+train.steps=round({FIG5_STEPS}/eta)` (T = 5000/eta, five periods; {stamp([r.summary for r in runs])}), then
 `python -m dlf.fig5`. CPU cost (all five eta, 4 seeds, the 2-core CPU shared with other jobs):
 {' and '.join(f"{wall[w]:.0f} s (width {w})" for w in FIG5_WIDTHS)}.{' Skipped: ' + str(skipped) if skipped else ''}
 
@@ -170,7 +179,7 @@ Fits (OLS of log threshold on log eta over the per-seed thresholds, one value pe
     at1 = [m for g in groups for e, m in zip(g["eta"], g["mean"]) if e == 1.0]
     thr = float(np.mean(at1)) if at1 else float("nan")
     lines = []
-    for s, w in zip(bc, FIG5_WIDTHS):
+    for s, w in zip((r.summary for r in bc), FIG5_WIDTHS):
         z = np.load(root / "a1" / f"w{w}" / "probes.npz")
         steps, lam = z["probe_steps"], z["hessian_lambda_max"][0]
         above = np.flatnonzero(lam > thr)
@@ -185,7 +194,7 @@ Fits (OLS of log threshold on log eta over the per-seed thresholds, one value pe
                      f"second half's samples (median {np.median(half):.2f}); final train accuracy "
                      f"{s['final']['train_acc']['mean']:.3f} ({s['wall_s']:.0f} s)")
     text = f"""`python -m dlf.train {' '.join(FIG5BC)} model.width=W` (W = 100, 1000; eta = 1, 70 000 steps;
-{stamp(bc)}). The dashed line is the threshold measured in Fig. 5a at eta = 1 (mean over both
+{stamp([r.summary for r in bc])}). The dashed line is the threshold measured in Fig. 5a at eta = 1 (mean over both
 widths): **{thr:.3f}**; the dotted line is 2/eta = 2.
 
 {chr(10).join(lines)}

@@ -13,7 +13,7 @@ from dlf.devices import host_device_flag
 host_device_flag(2)  # the engine shards runs over 2 CPU devices here, as the CLI does on 2 cores
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "dlf" / "conf"
+CONF = ROOT / "conf"
 
 
 def run_cli(*overrides: str, cwd: Path, timeout: float = 600, module: str = "dlf.train",

@@ -4,7 +4,6 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 PKG = ROOT / "dlf"
@@ -68,3 +67,45 @@ def test_no_module_imports_private_names():
     bad = [(m, i, n) for m, p in MODULES.items() for i, names in _imports(m, p) for n in names
            if n.startswith("_") and i != m]
     assert not bad, f"private names imported across modules: {bad}"
+
+
+def test_the_core_imports_no_policy():
+    """dlf.core computes: it imports nothing of data, models, drive or any other dlf package (at
+    module or function level); the builder (dlf.drive.build) decides what runs."""
+    bad = [(m, i) for m, p in MODULES.items() if m.startswith("dlf.core")
+           for i, _ in _imports(m, p) if not i.startswith(("dlf.core", "dlf.errors"))]
+    assert not bad, f"dlf.core imports outside the core: {bad}"
+
+
+def test_the_drivers_share_one_core_and_do_not_import_each_other():
+    graph = _graph()
+    assert "dlf.drive.run" not in graph["dlf.drive.grid"] and "dlf.drive.grid" not in graph["dlf.drive.run"]
+    assert "dlf.drive.session" in graph["dlf.drive.grid"] and "dlf.drive.session" in graph["dlf.drive.run"]
+    # phase.csv and runs.csv are written in one place (dlf.drive.phase_dir), for grids, shards and sweeps
+    callers = {m for m, p in MODULES.items() for node in ast.walk(ast.parse(p.read_text()))
+               if isinstance(node, ast.Call) and ast.unparse(node.func) in (
+                   "write_runs_csv", "results.write_runs_csv", "phase_table.write_csv", "write_csv")
+               and "phase" in ast.unparse(node) + "runs.csv"}
+    assert callers == {"dlf.drive.phase_dir"}, callers
+    users = sorted(m for m in graph if "dlf.drive.phase_dir" in graph[m])
+    assert users == ["dlf.cli.diagram", "dlf.drive.aggregate", "dlf.drive.grid"], users
+
+
+NAMEDTUPLE_API = ("_replace", "_asdict", "_fields", "_make")  # public despite the underscore
+
+
+def test_no_private_attribute_of_another_module_or_library():
+    """`x._name` where x is not self/cls: reaching into another object's privates (model._mode,
+    hydra._internal, ...)."""
+    bad = []
+    for m, p in MODULES.items():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.attr not in NAMEDTUPLE_API):
+                base = node.value.id if isinstance(node.value, ast.Name) else None
+                if base not in ("self", "cls"):
+                    bad.append((m, ast.unparse(node)))
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [getattr(node, "module", None) or ""] + [a.name for a in node.names]
+                bad += [(m, n) for n in names if ("._" in n or n.startswith("_")) and n != "__future__"]
+    assert not bad, bad

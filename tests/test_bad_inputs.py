@@ -1,9 +1,9 @@
 """Bad inputs of issue 10 ("validation gaps"): each is one line naming the key, before any
 training (config tier: composed in-process; the output directory and sizes through the CLI)."""
 import pytest
+from conftest import CONF, run_cli
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, run_cli
 from dlf import config as config_lib
 from dlf.errors import ConfigError
 
@@ -29,7 +29,8 @@ def _validate(*overrides, config_name="config"):
     (["experiment=wrn_cifar10", "model=mlp"], "model.name=mlp is not allowed with dataset.name=cifar10"),
     (["schedule.T=${oops}"], "schedule.T"),
     (["checkpoint.every_epochs=2"], "checkpoint.every_epochs=2 is not allowed in a full-batch run"),
-    (["checkpoint.every_steps=100", "probes.hessian.every=10"], "checkpoint.every_steps=100 is not allowed with probes"),
+    (["checkpoint.every_steps=100", "probes.hessian.every=10"],
+     "checkpoint.every_steps=100 is not allowed with probes"),
 ])
 def test_bad_value_is_one_line_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as e:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -14,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 # per script: a pattern whose numeric groups must all be finite and positive, and how many lines match
 EXPECT = {
-    "engine.py": (r"ref +([\d.]+) run-steps/s \| engine +([\d.]+) run-steps/s \| +([\d.]+) us/run-step \| x([\d.]+)", 4),
+    "engine.py": (r"ref +([\d.]+) run-steps/s \| engine +([\d.]+) run-steps/s \| +([\d.]+) us/run-step "
+                  r"\| x([\d.]+)", 4),
     "probes.py": (r"^\| [^|]+ \| ([\d,.]+) \| ([\d.]+) \|$", 5),
     "cifar.py": (r"^(?:float32|bfloat16) +([\d,.]+) images/s \| +([\d.]+) ms/step", 2),
     "fused.py": (r"reference +([\d.]+) \| generic +([\d.]+) \(cpu/dev +([\d.]+)\) \| fused +([\d.]+) "

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlf.errors import ConfigError
 from dlf.data import cifar10
-from dlf.data.prepare_cifar10 import main as prepare_main, read_source
+from dlf.data.prepare_cifar10 import main as prepare_main
+from dlf.data.prepare_cifar10 import read_source
+from dlf.errors import ConfigError
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)]

@@ -3,9 +3,9 @@ every bad input fails with one line naming the key."""
 import json
 
 import pytest
+from conftest import CONF, ROOT, TINY, run_cli
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, TINY, run_cli
 from dlf import config as config_lib
 from dlf.drive.run import run
 
@@ -25,12 +25,14 @@ config_lib.register_resolvers()
 
 
 def compose_cfg(overrides, name="config"):
+    """The typed config of conf/ with these overrides (the environment as it is: the suite's shared
+    compilation cache, DLF_COMPILE_CACHE)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return config_lib.from_hydra(compose(config_name=name, overrides=overrides))
 
 
 def test_config_reference_is_generated_from_the_code():
-    text = (CONF.parents[1] / "docs" / "config.md").read_text()
+    text = (ROOT / "docs" / "config.md").read_text()
     assert config_lib.reference_table() in text, "docs/config.md is stale: run python -m dlf.config"
     keys = {line.split("`")[1] for line in config_lib.reference_table().splitlines()[2:]}
     assert {"model.width", "model.depth", "model.norm", "optimizer.momentum", "optimizer.b1",
@@ -176,7 +178,7 @@ def test_library_validation_names_the_key(data, key):
 
 
 def test_bugs_are_not_turned_into_user_errors():
-    from dlf.cli_errors import keys_of, one_line
+    from dlf.cli.errors import keys_of, one_line
 
     assert one_line(RuntimeError("a bug")) is None and one_line(KeyError("x")) is None
     assert keys_of("schedule") == ["shape", "A", "T", "off_last_periods", "off_from_step", "off_from_epoch",
@@ -190,3 +192,74 @@ def test_off_align_period_ends_at_a_period_boundary(T, literal, period):
     assert cfg.schedule.off_align == "literal" and cfg.off_step == literal
     aligned = compose_cfg([f"schedule.T={T}", "schedule.off_align=period"]).off_step
     assert aligned == period and aligned % T == 0 and 35000 - aligned >= T
+
+
+def _plain(x):
+    """Config values as comparable plain data (tuples as lists)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return [_plain(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+
+def _composed(overrides, monkeypatch):
+    """The composed config.yaml (resolved, without `hydra`) as plain data, with no environment
+    variable changing a default."""
+    from omegaconf import OmegaConf
+
+    for var in ("DLF_OUTPUT_DIR", "CIFAR10_DIR", "DLF_COMPILE_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("hydra", None)
+    return _plain(data)
+
+
+def test_the_yaml_defaults_are_the_dataclass_defaults(monkeypatch):
+    """One source of defaults: the CLI's default run (conf/config.yaml and its default options)
+    states every key, each with the typed config's default, so the Python API's from_dict({}) is
+    the CLI's default run."""
+    from dlf.analysis.results import flat
+
+    yaml_keys = flat(_composed([], monkeypatch))
+    typed_keys = flat(_plain(config_lib.to_dict(config_lib.from_dict({}))))
+    assert yaml_keys.keys() == typed_keys.keys(), sorted(yaml_keys.keys() ^ typed_keys.keys())
+    assert {k: v for k, v in yaml_keys.items() if typed_keys[k] != v} == {}
+    monkeypatch.delenv("DLF_COMPILE_CACHE", raising=False)
+    assert config_lib.from_dict({}) == compose_cfg([])
+
+
+VARIANT_GROUPS = ("dataset", "model", "optimizer")
+DEFAULT_OPTIONS = {"dataset": "spiral", "model": "mlp", "optimizer": "gd", "schedule": "triangle", "logger": "none",
+                   "paths": "default"}
+
+
+@pytest.mark.parametrize("group,option", [(g, p.stem) for g in DEFAULT_OPTIONS
+                                          for p in sorted((CONF / g).glob("*.yaml"))])
+def test_every_group_option_agrees_with_its_typed_defaults(group, option, monkeypatch):
+    """A group option named after its variant (optimizer=momentum, dataset=cifar10) or the default
+    option of its group equals the typed defaults key for key; a preset (model=wrn16_4,
+    schedule=static, logger=wandb) differs from them only in keys its own file sets."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    section = _composed([f"{group}={option}"], monkeypatch)[group]
+    registry = {f.name: f.metadata.get("registry") for f in dataclasses.fields(config_lib.Config)}.get(group)
+    typed = (dataclasses.asdict(registry.config_of(section["name"])()) if group in VARIANT_GROUPS
+             else config_lib.to_dict(config_lib.from_dict({}))[group])
+    own = {k for k in OmegaConf.load(CONF / group / f"{option}.yaml") if k != "defaults"}
+    preset = option != DEFAULT_OPTIONS[group] and (group not in VARIANT_GROUPS or option != section["name"])
+    differ = {k for k in section if _plain(typed[k]) != section[k]}
+    assert differ <= (own if preset else set()), {k: (section[k], typed[k]) for k in differ}
+    assert set(section) == set(typed)
+
+
+def test_per_period_values_are_methods_of_the_config():
+    """A grid's switch-off step per period T comes from the one config (no rebuilt config per T)."""
+    cfg = compose_cfg(["train.steps=1000"])
+    for T in (7, 100, 300, 999, 2000):
+        again = config_lib.replace(cfg, schedule=dict(T=T))
+        assert cfg.off_step_for(None, T) == again.off_step == max(0, 1000 - T)
+        aligned = config_lib.replace(cfg, schedule=dict(off_align="period"))
+        assert aligned.off_step_for(None, T) == config_lib.replace(aligned, schedule=dict(T=T)).off_step

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 import yaml
-
 from conftest import run_cli
+
 from dlf.outputs import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -105,3 +105,22 @@ def test_diverged_seeds_do_not_disturb_the_others(tmp_path):
         else:
             assert s["final"]["val_acc"]["per_seed"][seed] is None
             assert s["diverged_at_step"][str(seed)] == s1["diverged_at_step"][str(seed)]
+
+
+def test_one_output_root_for_runs_sweeps_grids_and_the_cache(tmp_path):
+    """paths.output_dir (conf/paths/default.yaml; $DLF_OUTPUT_DIR, else outputs) is the root of run,
+    sweep and phase directories and of the compilation cache: nothing is written elsewhere."""
+    tiny = ["train.steps=20", "train.log_every=10", "seeds=2", "model.width=4"]
+    env = {"DLF_OUTPUT_DIR": str(tmp_path / "from_env"), "DLF_COMPILE_CACHE": ".jax_cache"}  # the default
+    p = run_cli(*tiny, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (run,) = (tmp_path / "from_env" / "runs").glob("*/*_A10_T100_s0")
+    assert json.loads((run / "summary.json").read_text())["status"] == "ok"
+    assert any((tmp_path / "from_env" / ".jax_cache").iterdir())  # compile_cache, relative to the root
+    p = run_cli("-m", *tiny, "paths.output_dir=by_key", "seed=0,1", cwd=tmp_path, env=env)  # the key wins
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert len(list((tmp_path / "by_key" / "multirun").glob("*/*/*_s[01]/summary.json"))) == 2
+    p = run_cli(*tiny, "grid.A=1,10", cwd=tmp_path, env=env, module="dlf.phase")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert len(list((tmp_path / "from_env" / "phase").glob("*/*_mlp/phase.csv"))) == 1
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["by_key", "from_env"]

@@ -3,8 +3,8 @@ spiral run (F's oscillation visible although the log points are a multiple of T)
 epoch run (epoch axes, a legend beside the panels for 10 classes)."""
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from dlf.figures.dynamics import dynamics
 from dlf.outputs import read_jsonl
 

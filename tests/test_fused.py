@@ -1,6 +1,8 @@
-"""The fused MLP step (dlf.core.fused) against the generic engine: same maths, same outputs."""
+"""The fused MLP step (dlf.core.fused) against the generic engine: same maths, same outputs; the
+builder's decision (dlf.drive.build.use_fused) from the model's declared FusedSupport."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -11,8 +13,11 @@ import pytest
 from dlf import config as config_lib
 from dlf.core import fused
 from dlf.core.engine import fit
-from dlf.drive.build import build
+from dlf.drive.build import build, fused_blocker, use_fused
 from dlf.drive.run import run
+from dlf.models import MODELS, MLPConfig
+from dlf.models import fused_blocker as model_blocker
+from dlf.models.mlp import fused_arrays, fused_tree
 
 
 def cfg_of(step: str, **over):
@@ -51,12 +56,13 @@ def test_loss_and_grad_equals_jax_grad_float64(classes, per_class):
         b = build(cfg)
         params = jax.tree.map(lambda x: x[1], b.states.params)
         g = jnp.asarray([2.5, 0.5, 0.7, 0.3, 1.9][:classes])
-        F, grads = jax.jit(fused.loss_and_grad)(params, b.data.x_train, b.data.y_train, g)
+        F, arrays = jax.jit(fused.loss_and_grad)(fused_arrays(params), b.data.x_train, b.data.y_train, g)
+        grads = fused_tree(arrays)
         F_ref, grads_ref = jax.value_and_grad(
             lambda p: b.program.loss(b.program.apply(p, {}, b.data.x_train, True)[0], b.data.y_train, g)[0])(params)
         assert abs(float(F - F_ref)) < 1e-14
         assert max_rel(grads, grads_ref) < 1e-13
-        logits = fused.mlp_logits(params, b.data.x_train)
+        logits = fused.mlp_logits(fused_arrays(params), b.data.x_train)
         np.testing.assert_allclose(logits, b.program.apply(params, {}, b.data.x_train, True)[0], rtol=1e-13, atol=1e-13)
 
 
@@ -125,17 +131,65 @@ def test_outputs_identical_in_form(tmp_path):
 ])
 def test_generic_where_fused_does_not_apply(over, why):
     cfg = cfg_of("auto", **over)
-    assert not fused.use_fused(cfg, "cpu")
-    assert why in fused.applies(cfg)[1]
+    assert not use_fused(cfg, "cpu")
+    assert why in fused_blocker(cfg)
     with pytest.raises(config_lib.ConfigError, match="train.step=fused is not allowed"):
-        fused.use_fused(config_lib.replace(cfg, train={"step": "fused"}), "cpu")
+        use_fused(config_lib.replace(cfg, train={"step": "fused"}), "cpu")
 
 
 def test_auto_is_fused_on_cpu_only():
-    assert fused.use_fused(cfg_of("auto"), "cpu")
-    assert not fused.use_fused(cfg_of("auto"), "gpu")
-    assert fused.use_fused(cfg_of("fused"), "gpu")
-    assert not fused.use_fused(cfg_of("generic"), "cpu")
+    assert use_fused(cfg_of("auto"), "cpu")
+    assert not use_fused(cfg_of("auto"), "gpu")
+    assert use_fused(cfg_of("fused"), "gpu")
+    assert not use_fused(cfg_of("generic"), "cpu")
+
+
+def _option_values(f: dataclasses.Field) -> list:
+    """Values of an MLP config field to try: every choice, or the default and another value."""
+    if f.name == "name":
+        return [f.default]
+    if f.metadata.get("choices"):
+        return list(f.metadata["choices"])
+    return [f.default, f.default + 7] if isinstance(f.default, int) else [f.default]
+
+
+MLP_OPTIONS = [(f.name, v) for f in dataclasses.fields(MLPConfig) for v in _option_values(f)]
+
+
+@pytest.mark.parametrize("key, value", MLP_OPTIONS, ids=[f"{k}={v}" for k, v in MLP_OPTIONS])
+def test_every_mlp_option_is_fused_and_exact_or_sent_to_the_generic_step(key, value):
+    """Every option of the MLP (each field of MLPConfig, each of its choices) either trains with
+    the fused step to the generic step's result (float64, 30 steps at lr 1: < 1e-12) or, where the
+    model's FusedSupport does not declare it, is trained by the generic step."""
+    model = {"width": 7, key: value} if key != "width" else {key: value}
+    cfg_f = cfg_of("auto", precision="float64", model=model, train={"steps": 30, "log_every": 30})
+    if model_blocker(cfg_f.model) is not None:
+        with jax.enable_x64(True):
+            assert not use_fused(cfg_f, "cpu") and build(cfg_f).program.loss_grad is None
+        with pytest.raises(config_lib.ConfigError, match=f"model.{key}={value}"):
+            use_fused(config_lib.replace(cfg_f, train={"step": "fused"}), "cpu")
+        return
+    s_f, _, prog_f = train(cfg_f)
+    s_g, _, prog_g = train(config_lib.replace(cfg_f, train={"step": "generic"}))
+    assert prog_f.loss_grad is not None and prog_g.loss_grad is None
+    assert max_rel(s_f.params, s_g.params) < 1e-12
+
+
+def test_a_model_field_the_fused_step_does_not_declare_sends_the_run_to_the_generic_step():
+    """A variant of the MLP with one more config field (a plugin's, say) and the MLP's FusedSupport:
+    the field is not declared, so the builder trains it with the generic step."""
+    @dataclasses.dataclass(frozen=True)
+    class WiderMLP(MLPConfig):
+        name: str = "mlp_plus"
+        dropout: float = 0.0
+
+    MODELS.register("mlp_plus", MODELS["mlp"], config=WiderMLP)
+    try:
+        cfg = cfg_of("auto", model={"name": "mlp_plus"})
+        assert "model.dropout=0.0 (not declared by the fused step)" in fused_blocker(cfg)
+        assert build(cfg).program.loss_grad is None
+    finally:
+        MODELS.unregister("mlp_plus")
 
 
 def test_phase_grid_is_fused_by_default_on_cpu_and_equals_the_generic_grid(tmp_path):

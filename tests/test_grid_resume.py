@@ -4,7 +4,6 @@ import json
 import signal
 
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -28,7 +27,7 @@ def _same(d, full):
 
 
 def test_a_killed_grid_skips_its_finished_runs(tmp_path, full):
-    p = run_cli(*GRID, "hydra.run.dir=g", cwd=tmp_path, module="dlf.phase", env={"DLF_FAULT_SIGKILL_AFTER_CHUNK": "1"})
+    p = run_cli(*GRID, "hydra.run.dir=g", cwd=tmp_path, module="dlf.phase", env={"DLF_FAULT": "2:KILL"})
     assert p.returncode == -9
     d = tmp_path / "g"
     assert json.loads((d / "summary.json").read_text())["status"] == "running"  # never taken for a finished grid
@@ -47,7 +46,7 @@ def test_a_killed_grid_skips_its_finished_runs(tmp_path, full):
 
 def test_a_signalled_grid_stops_after_its_chunk_and_goes_on(tmp_path, full, monkeypatch):
     p = run_cli(*GRID, "hydra.run.dir=g", cwd=tmp_path, module="dlf.phase",
-                env={"DLF_FAULT_SIGKILL_AFTER_CHUNK": "-1", "DLF_FAULT_SIGNAL_AFTER_CHUNK": "0"})
+                env={"DLF_FAULT": "1:TERM"})
     assert p.returncode == 128 + signal.SIGTERM, p.stderr[-3000:]
     d = tmp_path / "g"
     s = json.loads((d / "summary.json").read_text())

@@ -6,12 +6,12 @@ import optax
 import pytest
 
 from dlf import config as config_lib
-from dlf.data import spiral
 from dlf.core.engine import Data, Hyper, Program, fit, init_states, plain_apply
 from dlf.core.losses import dynamical_cross_entropy
-from dlf.models.mlp import MLP
-from dlf.drive.build import build
 from dlf.core.schedule import NEVER
+from dlf.data import spiral
+from dlf.drive.build import build
+from dlf.models.mlp import MLP
 
 
 def np_weighted_ce(logits, labels, g):
@@ -62,8 +62,10 @@ def _kernels(init, width, seeds=20):
     W1, W2, b1, b2 = [], [], [], []
     for s in range(seeds):
         p = MLP(width, 3, init_scheme=init).init(jax.random.key(s), jnp.zeros((1, 2)))["params"]
-        W1.append(p["Dense_0"]["kernel"]); W2.append(p["Dense_1"]["kernel"])
-        b1.append(p["Dense_0"]["bias"]); b2.append(p["Dense_1"]["bias"])
+        W1.append(p["Dense_0"]["kernel"])
+        W2.append(p["Dense_1"]["kernel"])
+        b1.append(p["Dense_0"]["bias"])
+        b2.append(p["Dense_1"]["bias"])
     return [np.concatenate([np.ravel(a) for a in x]) for x in (W1, W2, b1, b2)]
 
 
@@ -113,7 +115,8 @@ def test_engine_steps_are_exact_gradient_descent():
             tT, c = t % T, (t // T) % 3
             m = 2 * (A - 1) / T
             g_raw = 1 + m * tT if 2 * tT <= T else 2 * A - 1 - m * tT
-            G = np.ones(3); G[c] = g_raw
+            G = np.ones(3)
+            G[c] = g_raw
             g = 3 * G / G.sum()
 
             def F(p):

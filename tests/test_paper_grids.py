@@ -2,9 +2,9 @@
 expand to, that their headers give the command and the cost per GPU and per CPU, and a reduced
 fig3_grid run end to end with the command line replacing part of the grid."""
 import pytest
+from conftest import CONF, run_cli
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, run_cli
 from dlf import config as config_lib
 from dlf.tracking.naming import sweep_size
 

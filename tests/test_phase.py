@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from dlf.analysis import phase_table as diagram
-from dlf.phase import list_args
+from dlf.cli.phase import list_args
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +147,8 @@ def test_phase_records_diverged_runs(tmp_path):
     assert dead and all(r["train_acc"] == "" for r in dead)
     # the figure can be redrawn from phase.csv alone
     q = run_cli(str(d), "-o", "again.png", cwd=tmp_path, module="dlf.diagram")
-    assert q.returncode == 0 and _png_shape(tmp_path / "again.png") == _png_shape(d / "phase.png") == (516, 1320), q.stderr
+    assert q.returncode == 0, q.stderr
+    assert _png_shape(tmp_path / "again.png") == _png_shape(d / "phase.png") == (516, 1320)
 
 
 @pytest.mark.parametrize("args, msg", [

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
+
 from dlf.outputs import read_jsonl
 
 PLUGINS = ROOT / "tests" / "plugins"
@@ -23,13 +23,15 @@ def test_toy_model_loss_and_probe_run_end_to_end(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["config"]["model"] == {"name": "toy_linear", "scale": 0.5} and summary["config"]["loss"] == "toy_hinge"
+    assert summary["config"]["model"] == {"name": "toy_linear", "scale": 0.5}
+    assert summary["config"]["loss"] == "toy_hinge"
     probes = read_jsonl(run / "probes.jsonl")
     assert [r["step"] for r in probes] == [0, 10, 20, 30] and set(probes[0]) == {"step", "param_norm"}
     # exact references at step 0: the seed's initial parameters, the toy loss on the spiral
     import sys
     sys.path.insert(0, str(PLUGINS))
     import toy_plugin  # noqa: F401  (registers the toy pieces in this process too)
+
     from dlf import config as config_lib
     from dlf.drive.build import build
     cfg = config_lib.from_dict({**summary["config"], "plugins": ["toy_plugin"]})
@@ -52,3 +54,26 @@ def test_toy_model_loss_and_probe_run_end_to_end(tmp_path):
 def test_unknown_plugin_is_one_line(tmp_path):
     p = run_cli("plugins=[no_such_module_xyz]", "train.steps=2", cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("dlf: error: plugins: cannot import")
+
+
+def test_reading_results_never_imports_the_plugins_they_name(tmp_path):
+    """Results carry a typed config that is read without importing its `plugins`: a crafted sweep
+    whose job names a module placed beside it is aggregated, loaded and listed, and the module
+    never runs (a model of a plugin not imported here makes that job unreadable, not executable)."""
+    from dlf.results import load
+
+    sweep = tmp_path / "sweep"
+    marker = tmp_path / "ran"
+    for num, plugins in ((0, ["evil_plugin"]), (1, ["evil_plugin"])):
+        job = sweep / f"{num}_A10_T100_s{num}"
+        job.mkdir(parents=True)
+        summary = {"status": "ok", "seeds": [num], "A": 10.0, "T": 100, "diverged_seeds": [],
+                   "final": {k: {"per_seed": [0.5]} for k in ("train_acc", "val_acc")},
+                   "config": {"seed": num, "seeds": 1, "plugins": plugins}}
+        (job / "summary.json").write_text(json.dumps(summary))
+    (sweep / "evil_plugin.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    p = run_cli(str(sweep), cwd=sweep, module="dlf.aggregate")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "2 job(s) ok" in p.stdout
+    df = load(sweep)
+    assert len(df) == 2 and not marker.exists()

@@ -4,11 +4,12 @@ import time
 
 import numpy as np
 import pytest
-
-from dlf import fig5 as f5
-from dlf.figures.probes import envelope, fig4, fig5b, step_diff, zoom_window
-from dlf.analysis.bifurcation import episodes
 from conftest import run_cli
+
+from dlf.analysis import fig5 as f5
+from dlf.analysis.bifurcation import episodes
+from dlf.cli import fig5 as fig5_cli
+from dlf.figures.probes import envelope, fig4, fig5b, step_diff, zoom_window
 
 
 def synthetic_run(steps=70_000, T=5000, C=3):
@@ -131,9 +132,8 @@ def test_stability_lines():
 
 def summary(job, width, lr, thr=None, status="ok", name="gd"):
     job.mkdir(parents=True)
-    s = {"status": status, "config": {"model": {"width": width},
-                                      "optimizer": {"name": name, "lr": lr, "momentum": 0.9,
-                                                    "lr_schedule": "constant"}}}
+    opt = {"name": name, "lr": lr, "lr_schedule": "constant", **({"momentum": 0.9} if name == "momentum" else {})}
+    s = {"status": status, "config": {"model": {"width": width}, "optimizer": opt}}
     if status == "failed":
         s["error"] = "RuntimeError: boom"
     if thr is not None:
@@ -193,10 +193,10 @@ def test_fig5bc_from_the_a1_runs(tmp_path):
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert f5.main([str(tmp_path / "nope")]) == 2
-    assert f5.main([str(tmp_path)]) == 2  # empty
+    assert fig5_cli.main([str(tmp_path / "nope")]) == 2
+    assert fig5_cli.main([str(tmp_path)]) == 2  # empty
     summary(tmp_path / "0_failed", 100, 1.0, status="failed")
-    assert f5.main([str(tmp_path)]) == 2
+    assert fig5_cli.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(ln.startswith("dlf.fig5: error: ") for ln in err)
     assert "is not a directory" in err[0] and "no usable runs" in err[2] and "0_failed: status" in err[2]

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from dlf.data import spiral
+from dlf.analysis.bifurcation import DETECTOR, branch_average, cascades, delta_f, episodes, threshold, threshold_summary
 from dlf.core.losses import LOSSES, dynamical_mse_by_output, dynamical_mse_by_sample
+from dlf.core.schedule import gamma
+from dlf.data import spiral
 from dlf.models.mlp import MLP
-from dlf.analysis.bifurcation import (DETECTOR, branch_average, cascades, delta_f, episodes, threshold,
-                                      threshold_summary)
 from dlf.probes import balanced_subset, first_n, hessian_top, hvp, lanczos, ntk_matrix, ntk_top
 from dlf.probes.hessian import flat_hvp
 from dlf.probes.lanczos import start_vector
-from dlf.core.schedule import gamma
 
 HESSIAN_ORDER = 30  # spiral width 100: order 10 already gives ~1e-15 here; 30 leaves margin
 

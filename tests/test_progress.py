@@ -6,8 +6,8 @@ import time
 import types
 
 import pytest
-
 from conftest import run_cli
+
 from dlf.drive.progress import Progress, pm, warn_if_slow
 
 

@@ -7,10 +7,10 @@ import re
 import shlex
 
 import pytest
+from conftest import CONF, ROOT, TINY_CLI, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT, TINY_CLI, run_cli
 from dlf import config as config_lib
 
 config_lib.register_resolvers()
@@ -62,7 +62,7 @@ def test_every_readme_command_composes_and_validates(cmd):
         return
     args = [a for a in args if a not in ("-m", "--help") and a != "--cfg" and a != "job"]
     if module == "dlf.phase":
-        from dlf.phase import list_args
+        from dlf.cli.phase import list_args
         args = list_args(args)
     else:
         args = _first_values(args)

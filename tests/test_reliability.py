@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from dlf.outputs import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -100,7 +100,7 @@ def test_a_live_run_dir_refuses_a_second_process(tmp_path):
 def test_a_signalled_run_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, full, sig):
     """SIGTERM/SIGUSR2 between steps 150 and 200 (no periodic checkpoints): the run finishes its
     chunk, checkpoints at step 200, records `interrupted`; the same command ends as if never stopped."""
-    p = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path, env={"DLF_FAULT_SIGNAL": f"200:{sig}"})
+    p = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path, env={"DLF_FAULT": f"200:{sig}"})
     assert p.returncode == 128 + getattr(signal, f"SIG{sig}"), p.stderr[-3000:]
     d = tmp_path / "run"
     s = _summary(d)
@@ -115,7 +115,7 @@ def test_a_signalled_run_checkpoints_and_resumes_to_the_uninterrupted_result(tmp
 def _killed(tmp_path: Path, *extra: str) -> Path:
     """A run with checkpoints every 100 steps, killed (-9) right after step 300."""
     p = run_cli(*ARGS, "checkpoint.every_steps=100", "hydra.run.dir=run", *extra, cwd=tmp_path,
-                env={"DLF_FAULT_SIGKILL_AFTER_EPOCH": "300"})
+                env={"DLF_FAULT": "300:KILL"})
     assert p.returncode == -9, p.stderr[-3000:]
     d = tmp_path / "run"
     assert _summary(d)["status"] == "running"  # what a killed run leaves: never mistaken for a finished one
@@ -163,6 +163,7 @@ def test_a_failing_figure_or_logger_is_a_warning(tmp_path, monkeypatch, caplog):
     import dlf.figures.dynamics
     from dlf import config as config_lib
     from dlf.drive import run as run_lib
+    from dlf.drive import session
 
     def full_disk(*a, **k):
         raise OSError(28, "No space left on device")
@@ -175,8 +176,9 @@ def test_a_failing_figure_or_logger_is_a_warning(tmp_path, monkeypatch, caplog):
             raise RuntimeError("tracker down")
 
     monkeypatch.setattr(dlf.figures.dynamics, "dynamics", full_disk)
-    monkeypatch.setattr(run_lib, "open_mirror", lambda *a: Broken())
-    cfg = config_lib.from_dict({"train": {"steps": 20, "log_every": 10}, "seeds": 1, "model": {"name": "mlp", "width": 4},
+    monkeypatch.setattr(session, "open_mirror", lambda *a: Broken())
+    cfg = config_lib.from_dict({"train": {"steps": 20, "log_every": 10}, "seeds": 1,
+                                "model": {"name": "mlp", "width": 4},
                                 "compile_cache": None})
     s = run_lib.run(cfg, tmp_path / "run")
     assert s["status"] == "ok" and s["final"]["val_acc"]["n"] == 1
@@ -186,10 +188,10 @@ def test_a_failing_figure_or_logger_is_a_warning(tmp_path, monkeypatch, caplog):
 
 def test_an_unwritable_compile_cache_is_a_warning(tmp_path):
     (tmp_path / "file").write_text("")
-    p = run_cli(*ARGS, "train.steps=20", "train.log_every=10", "compile_cache=file/cache", "hydra.run.dir=run",
-                cwd=tmp_path)
+    p = run_cli(*ARGS, "train.steps=20", "train.log_every=10", f"compile_cache={tmp_path}/file/cache",
+                "hydra.run.dir=run", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "compile_cache=file/cache cannot be used" in p.stdout + p.stderr
+    assert f"compile_cache={tmp_path}/file/cache cannot be used" in p.stdout + p.stderr
     assert _summary(tmp_path / "run")["status"] == "ok"
 
 

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import run_cli
+
 from dlf.outputs import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -172,9 +172,11 @@ def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninte
     assert ref.returncode == 0, ref.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-m", "dlf.train", *args, f"hydra.sweep.dir={sweep}", "hydra/launcher=slurm",
+    proc = subprocess.Popen([sys.executable, "-m", "dlf.train", *args, f"hydra.sweep.dir={sweep}",
+                             "hydra/launcher=slurm",
                              f"hydra.launcher.partition={partition}", "hydra.launcher.cpus_per_task=1",
-                             "hydra.launcher.gpus_per_node=0", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"],
+                             "hydra.launcher.gpus_per_node=0", "hydra.launcher.mem_gb=1",
+                             "hydra.launcher.timeout_min=20"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         job = sweep / "0_A5_T100_s0"
@@ -210,7 +212,8 @@ def test_grid_shards_run_as_a_slurm_array_and_merge_to_the_one_process_result(tm
     one = run_cli(*grid, "hydra.run.dir=one", cwd=tmp_path, module="dlf.phase", timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     try:
-        p = run_cli(*grid, "grid.shards=2", "hydra.run.dir=sh", "hydra/launcher=slurm", f"hydra.launcher.partition={partition}",
+        p = run_cli(*grid, "grid.shards=2", "hydra.run.dir=sh", "hydra/launcher=slurm",
+                    f"hydra.launcher.partition={partition}",
                     "hydra.launcher.cpus_per_task=1", "hydra.launcher.gpus_per_node=0", "hydra.launcher.mem_gb=1",
                     "hydra.launcher.timeout_min=10", cwd=tmp_path, module="dlf.phase", timeout=900)
     except BaseException:

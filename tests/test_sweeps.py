@@ -4,7 +4,6 @@ import json
 
 import pytest
 import yaml
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -48,7 +47,8 @@ def test_aggregate_names_unusable_jobs_and_aggregates_the_rest(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "1 job(s) ok, 2 failed" in p.stdout
     assert f"failed: {jobs[0].name}: summary.json cannot be read" in p.stdout
-    assert f"failed: {jobs[1].name}: summary.json belongs to another configuration than config.yaml (differs in seeds)" \
+    assert (f"failed: {jobs[1].name}: summary.json belongs to another configuration than config.yaml "
+            "(differs in seeds)") \
         in p.stdout
     rows = (sweep / "phase.csv").read_text().strip().splitlines()
     assert len(rows) == 2 and rows[1].startswith("10.0,")

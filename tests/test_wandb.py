@@ -16,12 +16,12 @@ import types
 
 import pytest
 import yaml
-
 from conftest import run_cli
+from wandb_records import RecordError, metrics_rows, offline_run_file, offline_run_files, read_run, read_run_dir, table
+
 from dlf import config as config_lib
 from dlf.outputs import read_jsonl
 from dlf.tracking import naming
-from wandb_records import RecordError, metrics_rows, offline_run_file, offline_run_files, read_run, read_run_dir, table
 
 pytest.importorskip("wandb")
 slow = pytest.mark.slow  # the CLI tests; the in-process ones below take milliseconds
@@ -400,7 +400,7 @@ def test_killed_and_rerun_cifar_run_is_one_wandb_run(tmp_path):
     cifar = write_batches_py(tmp_path / "cifar-10-batches-py", *fake_cifar(80, 40))
     args = [*cifar_tiny(cifar, "checkpoint.every_epochs=2"), "logger=wandb", "logger.mode=offline",
             "hydra.run.dir=run"]
-    killed = run_cli(*args, cwd=tmp_path, env={"DLF_FAULT_SIGKILL_AFTER_EPOCH": "3"})
+    killed = run_cli(*args, cwd=tmp_path, env={"DLF_FAULT": "3:KILL"})
     assert killed.returncode != 0
     p = run_cli(*args, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]

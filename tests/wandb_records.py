@@ -24,9 +24,11 @@ import json
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
 from dlf.outputs import PER_SEED_KEYS
 
 HEADER = struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
@@ -54,7 +56,7 @@ def offline_run_file(run_dir: Path) -> Path:
     return files[0]
 
 
-def read_run_dir(run_dir: Path) -> "OfflineRun":
+def read_run_dir(run_dir: Path) -> OfflineRun:
     """All attempts of one W&B run under a dlf directory, joined as `wandb sync` joins them on the
     server: one run id, history by step (a later attempt's row replaces the same step), the
     summary and config updated in order, the exit code and metadata of the last attempt."""

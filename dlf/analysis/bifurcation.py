@@ -30,7 +30,8 @@ caption) is reported beside it: per cascade, the lambda_max sample before the fi
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,13 +93,6 @@ def branch_average(sample_steps_S: np.ndarray, values_S: np.ndarray, steps: np.n
     return np.where(i >= 1, 0.5 * (values_S[np.maximum(i, 1)] + values_S[np.maximum(i - 1, 0)]), np.nan)
 
 
-def sample_before(sample_steps_S: np.ndarray, values_S: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """values at the last sample step <= each of `steps` (NaN where there is none)."""
-    sample_steps_S, values_S = np.asarray(sample_steps_S), np.asarray(values_S, np.float64)
-    i = np.searchsorted(sample_steps_S, np.asarray(steps), side="right") - 1
-    return np.where(i >= 0, values_S[np.maximum(i, 0)], np.nan)
-
-
 def literal(first: np.ndarray, last: np.ndarray, sample_steps_S: np.ndarray, values_S: np.ndarray,
             quiet: int, jump: float) -> list[dict[str, Any]]:
     """The paper-literal reading per cascade (module docstring): {start, start_jump, end,
@@ -134,7 +128,8 @@ def threshold(F_T: np.ndarray, lam_steps_S: np.ndarray, lam_S: np.ndarray, T: in
     """One run's threshold: {mean, std, n} over its cascades' branch-averaged lambda_max at the
     first onset, with `values`, `cascade_onsets`, `cascade_ends`, `n_early` (cascades dropped as the
     initial transient), every episode's `onsets` and `ends`, `n_onsets`, and `literal` ({mean,
-    std, n} over the start and end values, `jump` {mean, min} of their jump sizes, `per_cascade`). lam_S[j] is lambda_max at step lam_steps_S[j]."""
+    std, n} over the start and end values, `jump` {mean, min} of their jump sizes, `per_cascade`).
+    lam_S[j] is lambda_max at step lam_steps_S[j]."""
     p = {**DETECTOR, **detector}
     quiet = int(round(p["quiet_frac"] * T))
     onsets, ends = episodes(F_T, p["window"], p["min_amp"], p["onset_amp"], p["diff"], step0)

@@ -3,9 +3,9 @@ grid in one program) and `dlf.aggregate` (a sweep of jobs)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from dlf import outputs
 from dlf.outputs import seed_stats

@@ -7,15 +7,17 @@ a multirun sweep of them, or a dlf.phase grid), and `load(path)` as a pandas Dat
 """
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlf.config import Config, ConfigError, stored, to_dict
+
 RUNS_COLUMNS = ("A", "T", "seed", "train_acc", "val_acc", "loss", "diverged_step")
-POOLED_OUT = ("seed", "seeds", "schedule.A", "schedule.T", "compile_cache")  # keys a phase diagram pools over
+# keys a phase diagram pools over, and keys that never change what a run computes (rundir.FREE)
+POOLED_OUT = ("seed", "seeds", "schedule.A", "schedule.T", "compile_cache", "paths.output_dir")
 _JOB_DIR = re.compile(r"^(\d+)_")
 
 
@@ -30,13 +32,19 @@ def flat(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def settings(cfg: Config | None) -> dict[str, Any]:
+    """A typed config as flat dotted keys ({} for None): the columns of a results table."""
+    return {} if cfg is None else flat(to_dict(cfg))
+
+
 @dataclass(frozen=True)
 class RunResult:
     """One run directory: its status (ok, diverged, failed, or incomplete: no summary.json), its
-    config (flat dotted keys), and per-seed final values (None where a seed diverged)."""
+    typed config (None when there is none, or it cannot be read), and per-seed final values (None
+    where a seed diverged)."""
     path: Path
     status: str
-    config: dict[str, Any] = field(default_factory=dict)
+    config: Config | None = None
     seeds: tuple[int, ...] = ()
     finals: dict[str, tuple] = field(default_factory=dict)  # metric -> per-seed values
     diverged_seeds: tuple[int, ...] = ()
@@ -48,12 +56,17 @@ class RunResult:
         return self.status in ("ok", "diverged")
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """The config as flat dotted keys."""
+        return settings(self.config)
+
+    @property
     def A(self) -> float | None:
-        return self.summary.get("A", self.config.get("schedule.A"))
+        return self.summary.get("A", self.config.schedule.A if self.config else None)
 
     @property
     def T(self) -> int | None:
-        return self.summary.get("T", self.config.get("schedule.T"))
+        return self.summary.get("T", self.config.schedule.T if self.config else None)
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per seed: path, status, A, T, seed, the final metrics, diverged."""
@@ -72,15 +85,20 @@ def read_run(path: Path) -> RunResult:
         s = json.loads(f.read_text())
     except (OSError, ValueError) as e:
         return RunResult(path, "failed", error=f"summary.json cannot be read ({type(e).__name__}: {e})")
+    if not isinstance(s, dict):
+        return RunResult(path, "failed", error=f"summary.json holds a {type(s).__name__}, not a run's summary")
+    try:
+        cfg = stored(s["config"]) if s.get("config") is not None else None
+    except ConfigError as e:
+        return RunResult(path, "failed", error=f"the config in summary.json cannot be read ({e})", summary=s)
     status = s.get("status")
     if status in ("running", "interrupted"):
-        return RunResult(path, "incomplete", flat(s.get("config", {})), summary=s,
+        return RunResult(path, "incomplete", cfg, summary=s,
                          error=f"status {status} (killed, interrupted or still running; rerun to finish)")
     if status not in ("ok", "diverged"):  # failed, or a status this reader does not know
-        return RunResult(path, "failed", flat(s.get("config", {})),
-                         error=s.get("error", f"status {status!r}"), summary=s)
+        return RunResult(path, "failed", cfg, error=s.get("error", f"status {status!r}"), summary=s)
     finals = {k: tuple(v["per_seed"]) for k, v in s.get("final", {}).items()}
-    return RunResult(path, status, flat(s.get("config", {})), tuple(s.get("seeds", ())), finals,
+    return RunResult(path, status, cfg, tuple(s.get("seeds", ())), finals,
                      tuple(s.get("diverged_seeds", [])), summary=s)
 
 
@@ -94,7 +112,7 @@ class Sweep:
     @property
     def varying(self) -> list[str]:
         """Config keys that differ between the complete runs (beyond those a diagram pools over)."""
-        configs = [r.config for r in self.runs if r.complete]
+        configs = [r.settings for r in self.runs if r.complete]
         if not configs:
             return []
         keys = set().union(*configs)
@@ -112,18 +130,11 @@ def expected_jobs(root: Path) -> list[list[str]] | None:
     f = root / "multirun.yaml"
     if not f.exists():
         return None
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    task = OmegaConf.load(f).hydra.overrides.task
-    lists = []
-    for o in OverridesParser.create().parse_overrides(list(task)):
-        key = o.get_key_element()
-        if o.is_sweep_override():
-            lists.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-        else:
-            lists.append([f"{key}={o.get_value_element_as_str()}"])
-    return [list(c) for c in itertools.product(*lists)]
+    from dlf.tracking.naming import expand
+
+    return expand([str(t) for t in OmegaConf.load(f).hydra.overrides.task])
 
 
 def read_sweep(root: Path) -> Sweep:
@@ -165,8 +176,7 @@ def records(path: Path) -> list[dict[str, Any]]:
     """One dict per (run, seed) of a dlf.phase directory (its runs.csv), a sweep, or one run."""
     path = Path(path)
     if (path / "runs.csv").exists():
-        cfg = flat(json.loads((path / "summary.json").read_text()).get("config", {})) \
-            if (path / "summary.json").exists() else {}
+        cfg = settings(read_run(path).config) if (path / "summary.json").exists() else {}
         cfg = {k: v for k, v in cfg.items() if k not in POOLED_OUT and k not in ("grid.A", "grid.T")}
         return [_with_config({"path": str(path), "status": "diverged" if r["diverged_step"] is not None
                               and r["diverged_step"] >= 0 else "ok", **r,
@@ -178,7 +188,7 @@ def records(path: Path) -> list[dict[str, Any]]:
     else:
         sweep = read_sweep(path)
         runs, varying = sweep.runs, sweep.varying
-    return [_with_config(row, {k: r.config.get(k) for k in varying}) for r in runs for row in r.rows()]
+    return [_with_config(row, {k: r.settings.get(k) for k in varying}) for r in runs for row in r.rows()]
 
 
 def load(path: Path):

@@ -1,1 +1,2 @@
-"""The numerical core: Gamma(t) schedules, dynamical losses, optimizers, the compiled engine, typed configs and registries."""
+"""The numerical core: Gamma(t) schedules, dynamical losses, optimizers, the compiled engine, the
+fused MLP step, typed configs and registries. It computes; it imports nothing outside dlf.core."""

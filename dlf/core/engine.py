@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from dlf.core.runs import first_runs, over_runs, pad_runs, runs_per_device
 from dlf.core.schedule import gamma
 
 STREAMS = ("init", "data", "probe")  # named key streams split once from each run's root seed
@@ -235,41 +237,6 @@ class Timing:
     train_s: float
 
 
-def over_runs(fn: Callable, n_runs: int, vmap_size: int | None, hp_axis: int | None) -> Callable:
-    """Lift fn(state, hp, data) of one run to stacked runs: vmap `vmap_size` runs at a time and
-    loop over the groups with lax.map inside the same program (vmap_size None or >= n_runs: one
-    vmap). Measured on a 2-core CPU, vmapping MLP runs is ~2x slower per run-step than looping;
-    on a GPU vmap wins (BENCHMARKS.md)."""
-    if vmap_size is None or vmap_size >= n_runs:
-        return jax.vmap(fn, in_axes=(0, hp_axis, None))
-    if hp_axis is None:
-        return lambda states, hp, data: jax.lax.map(lambda s: fn(s, hp, data), states, batch_size=vmap_size)
-    return lambda states, hp, data: jax.lax.map(lambda sh: fn(*sh, data), (states, hp), batch_size=vmap_size)
-
-
-def default_vmap_size() -> int | None:
-    """Runs vectorised together: all of them on accelerators, one at a time on CPU (measured)."""
-    return 1 if jax.default_backend() == "cpu" else None
-
-
-def runs_per_device(n_runs: int, n_dev: int, vmap_size: int | None, group_min: int = 1) -> int:
-    """Runs per device (padding included), raised so that no vmapped group holds fewer than group_min
-    runs (XLA compiles a lone run without its batch axis: another rounding order, tests/test_fused.py)."""
-    per_dev = -(-n_runs // n_dev)
-    if group_min > 1 and (vmap_size is None or per_dev <= vmap_size):
-        return max(per_dev, group_min)
-    rest = per_dev % vmap_size if group_min > 1 else 0
-    return per_dev + (group_min - rest if 0 < rest < group_min else 0)
-
-
-def pad_runs(tree, n: int):
-    """Append copies of the last run so that the run axis has length n."""
-    def pad(x):
-        extra = n - x.shape[0]
-        return x if extra == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)])
-    return jax.tree.map(pad, tree)
-
-
 class Compiled:
     """A training program compiled once for `n_runs` stacked runs of one shape, callable on any
     states/hyper-parameters of that shape (a phase diagram reuses it for every chunk of its grid).
@@ -335,7 +302,8 @@ class Compiled:
         if (n, what) not in self.runners:
             options = self._program.compiler_options
             fn = partial(self._program.chunk, n_steps=n, what=what, evaluate=options is None)
-            train = jax.jit(self._lift(fn, (P("runs"), P("runs"))), donate_argnums=0).lower(*self._args).compile(options)
+            lowered = jax.jit(self._lift(fn, (P("runs"), P("runs"))), donate_argnums=0).lower(*self._args)
+            train = lowered.compile(options)
             if options is None:
                 self.runners[n, what] = train
             else:
@@ -367,7 +335,7 @@ class Compiled:
         delivered before after_chunk, so a checkpoint never precedes its own metrics row. Returns
         the final states and the training wall time."""
         n = self.n_runs
-        cut = lambda tree: jax.tree.map(lambda x: x[:n], tree)  # noqa: E731 - drop padding runs
+        cut = lambda tree: jax.tree.map(lambda x: x[:n], tree)  # noqa: E731 - host outputs: drop padding runs
         t1 = time.perf_counter()
         states, hp, data = self._place(states, hp, data)
         pending = (start, self._evaluator(self.due(start))(states, hp, data))
@@ -381,11 +349,11 @@ class Compiled:
             if flush_at is not None and flush_at(unit):
                 on_metrics(unit, cut(jax.device_get(out)))  # host sync: this chunk, before its checkpoint
                 pending = None
-            if after_chunk is not None and after_chunk(unit, cut(states)):
+            if after_chunk is not None and after_chunk(unit, first_runs(states, n)):
                 break  # asked to stop here (preemption): this chunk's outputs are still delivered
         if pending is not None:
             on_metrics(pending[0], cut(jax.device_get(pending[1])))
-        states = jax.block_until_ready(cut(states))
+        states = jax.block_until_ready(first_runs(states, n))
         return states, time.perf_counter() - t1
 
 

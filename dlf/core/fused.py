@@ -26,14 +26,16 @@ NaN and Inf stay honoured (XLA's fast-math defaults), so the divergence guard wo
 sums and exp/log are re-associated/approximated, so the fused path agrees with the generic one
 to rounding (float64: < 1e-12 over 100 steps at lr 1, tested), not bit for bit (BENCHMARKS.md "Fused step").
 
-Applies to: model mlp, loss cross_entropy, full batch, no probes, plain (non-image) inputs. Any
-width, class count (>= 2) and input dimension; float32 and float64. The optax update and the
-divergence guard stay the engine's (Program.step_with_loss with `loss_grad` set).
+The maths of one hidden ReLU layer, loss cross_entropy, full batch, on plain (non-image) inputs:
+any width, class count (>= 2) and input dimension; float32 and float64. This module only computes,
+on the layer's arrays (`MLPArrays`); which configurations it trains is decided by the builder
+(dlf.drive.build) from what a model's spec declares (dlf.models.FusedSupport). The optax update
+and the divergence guard stay the engine's (Program.step_with_loss with `loss_grad` set).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +44,7 @@ from jax import lax
 _LOG_TINY = {jnp.dtype(t): float(jnp.log(jnp.finfo(t).tiny)) for t in (jnp.float32, jnp.float64)}
 LANES = 16  # samples padded to a multiple of this: 512-bit vectors of float32 (2 of float64)
 VMAP_SIZE = 32  # runs vectorised together (train.vmap_size null): 16-32 measured fastest (BENCHMARKS.md)
+GROUP_MIN = 2  # never fewer runs vectorised together: XLA compiles a lone run to another rounding order
 COMPILER_OPTIONS = {
     "xla_cpu_enable_fast_math": True,  # lets LLVM vectorise the reductions (re-associates sums)
     "xla_cpu_prefer_vector_width": 512,  # 16 float32 lanes where the CPU has AVX-512
@@ -49,6 +52,14 @@ COMPILER_OPTIONS = {
     # F (evaluated in the same program) would depend at the last bit on how many runs share it
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
 }
+
+
+class MLPArrays(NamedTuple):
+    """The arrays of one hidden layer and its output layer (parameters, or their gradients)."""
+    W1: jax.Array  # (D, H)
+    b1: jax.Array  # (H,)
+    W2: jax.Array  # (H, C)
+    b2: jax.Array  # (C,)
 
 
 def _sum(operands, axis: int):
@@ -71,26 +82,25 @@ def _pre_activation(W1_DxH, b1_H, x_NxD, transposed: bool):
     return z
 
 
-def _differences(params) -> tuple[list[jax.Array], list[jax.Array]]:
+def _differences(p: MLPArrays) -> tuple[list[jax.Array], list[jax.Array]]:
     """V_c = W2[:, c] - W2[:, 0] and b2_c - b2_0 for c = 1..C-1: what softmax-CE depends on."""
-    W2, b2 = params["Dense_1"]["kernel"], params["Dense_1"]["bias"]
+    W2, b2 = p.W2, p.b2
     C = W2.shape[1]
     return [W2[:, c] - W2[:, 0] for c in range(1, C)], [b2[c] - b2[0] for c in range(1, C)]
 
 
-def _delta_columns(params, V, vb, x_NxD) -> list[jax.Array]:
+def _delta_columns(p: MLPArrays, V, vb, x_NxD) -> list[jax.Array]:
     """Fused pass 1: the C-1 logit differences to class 0 (V, vb: `_differences`), each (N,)
     (never stores (N, H))."""
-    W1, b1 = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
+    W1, b1 = p.W1, p.b1
     h_HxN = jnp.maximum(_pre_activation(W1, b1, x_NxD, transposed=True), 0)
     cols = _sum([h_HxN * v[:, None] for v in V], axis=0)
     return [col + b for col, b in zip(cols, vb)]
 
 
-def mlp_logits(params, x_NxD):
+def mlp_logits(p: MLPArrays, x_NxD):
     """The MLP's logits (N, C), with class 0's column by pass 1 over the first output alone."""
-    W1, b1 = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
-    W2, b2 = params["Dense_1"]["kernel"], params["Dense_1"]["bias"]
+    W1, b1, W2, b2 = p
     h_HxN = jnp.maximum(_pre_activation(W1, b1, x_NxD, transposed=True), 0)
     cols = _sum([h_HxN * W2[:, c][:, None] for c in range(W2.shape[1])], axis=0)
     return jnp.stack([col + b2[c] for c, col in enumerate(cols)], axis=-1)
@@ -104,16 +114,16 @@ def _padded(x_NxD, y_N):
     return jnp.pad(x_NxD, ((0, P), (0, 0)), mode="edge"), jnp.pad(y_N, (0, P), constant_values=-1)
 
 
-def loss_and_grad(params, x_NxD, y_N, gamma_C) -> tuple[jax.Array, Any]:
-    """(F, dF/dparams) of F = mean_n Gamma_{y_n} CE(mlp(x_n), y_n) for one run (Flax MLP params).
+def loss_and_grad(p: MLPArrays, x_NxD, y_N, gamma_C) -> tuple[jax.Array, MLPArrays]:
+    """(F, dF/dp) of F = mean_n Gamma_{y_n} CE(mlp(x_n), y_n) for one run.
     Per-sample quantities are kept as separate (N,) columns: elementwise over the samples,
     they vectorise; an (N, C) array would be reduced along its C-wide minor axis."""
-    W1, b1 = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
+    W1, b1 = p.W1, p.b1
     N, D = x_NxD.shape
-    C = params["Dense_1"]["kernel"].shape[1]
+    C = p.W2.shape[1]
     x, y = _padded(x_NxD, y_N)
-    V, vb = _differences(params)
-    delta = [None] + _delta_columns(params, V, vb, x)  # delta_0 = 0
+    V, vb = _differences(p)
+    delta = [None] + _delta_columns(p, V, vb, x)  # delta_0 = 0
     dtype = delta[1].dtype
     is_y = [y == c for c in range(C)]
     w_N = sum(jnp.where(is_y[c], gamma_C[c], 0) for c in range(C))  # Gamma_{y_n} (0: padding)
@@ -137,42 +147,7 @@ def loss_and_grad(params, x_NxD, y_N, gamma_C) -> tuple[jax.Array, Any]:
     dz = jnp.where(on, dh, 0)
     sums = _sum([h * gk[:, None] for gk in g] + [dz] + [dz * x[:, j][:, None] for j in range(D)], axis=0)
     dV, db2 = sums[:C - 1], _sum(g, axis=0)
-    grads = {"Dense_0": {"kernel": jnp.stack(sums[C:], axis=0), "bias": sums[C - 1]},
-             "Dense_1": {"kernel": jnp.stack([-functools.reduce(jnp.add, dV)] + dV, axis=-1),
-                         "bias": jnp.stack([-functools.reduce(jnp.add, db2)] + db2)}}
+    grads = MLPArrays(W1=jnp.stack(sums[C:], axis=0), b1=sums[C - 1],
+                      W2=jnp.stack([-functools.reduce(jnp.add, dV)] + dV, axis=-1),
+                      b2=jnp.stack([-functools.reduce(jnp.add, db2)] + db2))
     return F, grads
-
-
-def applies(cfg) -> tuple[bool, str]:
-    """(whether the fused step can train cfg, why not)."""
-    from dlf.data import DATASETS
-
-    if cfg.model.name != "mlp":
-        return False, f"model.name={cfg.model.name} (fused: mlp only)"
-    if cfg.loss != "cross_entropy":
-        return False, f"loss={cfg.loss} (fused: cross_entropy only)"
-    if cfg.epoch_run:
-        return False, "mini-batch run (fused: full batch only)"
-    if cfg.probing:
-        return False, "probes on (fused: every probe's every=0 only)"
-    if DATASETS[cfg.dataset.name].inputs != "vector":
-        return False, f"dataset.name={cfg.dataset.name} (fused: plain vector inputs only)"
-    return True, ""
-
-
-def use_fused(cfg, backend: str) -> bool:
-    """train.step: fused -> yes (a ConfigError if it cannot); generic -> no; auto -> on CPU when it applies."""
-    from dlf.errors import ConfigError
-
-    ok, why = applies(cfg)
-    if cfg.train.step == "fused" and not ok:
-        raise ConfigError(f"train.step=fused is not allowed with {why}; expected train.step=auto or generic")
-    return ok and (cfg.train.step == "fused" or (cfg.train.step == "auto" and backend == "cpu"))
-
-
-def attach(program):
-    """`program` training with the fused gradient, its chunks compiled with COMPILER_OPTIONS, and
-    at least 2 runs vectorised together (a lone run compiles to another rounding order)."""
-    import dataclasses
-
-    return dataclasses.replace(program, loss_grad=loss_and_grad, compiler_options=COMPILER_OPTIONS, group_min=2)

@@ -2,8 +2,9 @@
 (`optimizer.lr_schedule`), via optax."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import optax
 
@@ -24,14 +25,29 @@ class GDConfig:
 
 
 @dataclass(frozen=True)
+class SGDConfig(GDConfig):
+    """Mini-batch SGD: the gd update on batches (its own default learning rate)."""
+    name: str = setting("sgd")
+    lr: float = setting(0.1, gt=0.0, doc="learning rate (the peak of a schedule)")
+
+
+@dataclass(frozen=True)
 class MomentumConfig(GDConfig):
     name: str = setting("momentum")
+    lr: float = setting(0.1, gt=0.0, doc="learning rate (the peak of a schedule)")
     momentum: float = setting(0.9, low=0.0, lt=1.0, doc="beta")
+
+
+@dataclass(frozen=True)
+class NesterovConfig(MomentumConfig):
+    name: str = setting("nesterov")
+    lr: float = setting(0.02, gt=0.0, doc="learning rate (the peak of a schedule)")
 
 
 @dataclass(frozen=True)
 class AdamConfig(GDConfig):
     name: str = setting("adam")
+    lr: float = setting(0.001, gt=0.0, doc="learning rate (the peak of a schedule)")
     b1: float = setting(0.9, low=0.0, lt=1.0, doc="first-moment decay")
     b2: float = setting(0.999, low=0.0, lt=1.0, doc="second-moment decay")
 
@@ -39,10 +55,10 @@ class AdamConfig(GDConfig):
 # name -> (cfg, learning rate or schedule) -> optax transformation
 OPTIMIZERS: Registry[Callable[[Any, Any], optax.GradientTransformation]] = Registry("optimizer.name")
 OPTIMIZERS.register("gd", lambda cfg, lr: optax.sgd(lr), config=GDConfig)
-OPTIMIZERS.register("sgd", lambda cfg, lr: optax.sgd(lr), config=GDConfig)
+OPTIMIZERS.register("sgd", lambda cfg, lr: optax.sgd(lr), config=SGDConfig)
 OPTIMIZERS.register("momentum", lambda cfg, lr: optax.sgd(lr, momentum=cfg.momentum), config=MomentumConfig)
 OPTIMIZERS.register("nesterov", lambda cfg, lr: optax.sgd(lr, momentum=cfg.momentum, nesterov=True),
-                    config=MomentumConfig)
+                    config=NesterovConfig)
 OPTIMIZERS.register("adam", lambda cfg, lr: optax.adam(lr, b1=cfg.b1, b2=cfg.b2), config=AdamConfig)
 
 

@@ -2,8 +2,9 @@
 one is one `REGISTRY.register(name, ...)` call, and config validation offers what is registered."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from dlf.errors import ConfigError
 

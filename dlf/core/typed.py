@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import field
-from typing import Any, Mapping
+from typing import Any
 
 from dlf.errors import ConfigError
 

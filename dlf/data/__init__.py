@@ -2,8 +2,9 @@
 test) splits as numpy arrays."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from dlf.core.registry import Registry, lazy
 from dlf.core.typed import setting
@@ -37,7 +38,8 @@ class Cifar10Config:
     name: str = setting("cifar10")
     classes: int = setting(10, low=10, high=10, doc="10")
     source: str = setting("local", choices=("local", "tfds"), doc="where the images come from")
-    path: str | None = setting(None, doc="source=local: a cifar-10-batches-py directory")
+    path: str | None = setting("data/cifar-10-batches-py", doc="source=local: a cifar-10-batches-py directory "
+                               "(conf/dataset/cifar10.yaml: $CIFAR10_DIR, else this)")
     data_dir: str | None = setting(None, doc="source=tfds: the tensorflow-datasets data_dir")
     subset: int | None = setting(None, low=1, doc="a class-balanced draw (fixed seed) of N training (and test) images")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlf.errors import ConfigError
 from dlf.data.spiral import Split
+from dlf.errors import ConfigError
 
 SOURCES = ("tfds", "local")
 NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -1,9 +1,12 @@
 """The one builder: config -> program, data, initial states and per-run hyper-parameters. Used by
-dlf.train (one config, its seeds), dlf.phase (a grid of (A, T, seed) runs) and the benchmarks."""
+dlf.train (one config, its seeds), dlf.phase (a grid of (A, T, seed) runs) and the benchmarks. The
+builder decides which step trains a config: the core computes (dlf.core.fused), the model's spec
+declares what the fused step supports (dlf.models.FusedSupport)."""
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -12,10 +15,10 @@ import numpy as np
 from dlf import data as datasets
 from dlf import models
 from dlf.config import Config
-from dlf.core import optim
-from dlf.core import fused
-from dlf.core.engine import Data, Hyper, Program, TrainState, default_vmap_size, init_states
+from dlf.core import fused, optim
+from dlf.core.engine import Data, Hyper, Program, TrainState, init_states
 from dlf.core.losses import LOSSES
+from dlf.core.runs import default_vmap_size, take_runs
 from dlf.core.schedule import NEVER
 from dlf.errors import ConfigError
 from dlf.probes import evaluators
@@ -44,6 +47,16 @@ class Built:
     def seeds(self) -> list[int]:
         return [r.seed for r in self.runs]
 
+    @property
+    def step_name(self) -> str:
+        """Which training step the program uses: fused (dlf.core.fused) or generic."""
+        return "generic" if self.program.loss_grad is None else "fused"
+
+    @property
+    def probe_value_names(self) -> tuple[str, ...]:
+        """The names of the values the program's probes return (probes.jsonl columns)."""
+        return tuple(n for p in self.program.probes for n in evaluators.PROBES[p.name].names)
+
 
 def dtype_of(cfg: Config):
     """dtype of vector data, parameters and Gamma (image data stay uint8 on the device)."""
@@ -70,8 +83,40 @@ def load_data(cfg: Config) -> tuple[Data, np.ndarray]:
     return data, np.asarray(train.y)
 
 
+def fused_blocker(cfg: Config) -> str | None:
+    """Why the fused step cannot train cfg (None: it can): the program's side (loss, batching,
+    probes, inputs) and the model's declaration, field by field (models.fused_blocker)."""
+    if cfg.loss != "cross_entropy":
+        return f"loss={cfg.loss} (fused: cross_entropy only)"
+    if cfg.epoch_run:
+        return "mini-batch run (fused: full batch only)"
+    if cfg.probing:
+        return "probes on (fused: every probe's every=0 only)"
+    if datasets.DATASETS[cfg.dataset.name].inputs != "vector":
+        return f"dataset.name={cfg.dataset.name} (fused: plain vector inputs only)"
+    return models.fused_blocker(cfg.model)
+
+
+def use_fused(cfg: Config, backend: str) -> bool:
+    """train.step: fused -> yes (a ConfigError if it cannot); generic -> no; auto -> on CPU when it can."""
+    why = fused_blocker(cfg)
+    if cfg.train.step == "fused" and why:
+        raise ConfigError(f"train.step=fused is not allowed with {why}; expected train.step=auto or generic")
+    return why is None and (cfg.train.step == "fused" or (cfg.train.step == "auto" and backend == "cpu"))
+
+
+def with_fused_step(program: Program, support: models.FusedSupport) -> Program:
+    """`program` training with the fused gradient of the model `support` declares, its chunks
+    compiled with fused.COMPILER_OPTIONS, and at least fused.GROUP_MIN runs vectorised together."""
+    def loss_grad(params, x, y, gamma_C):
+        F, grads = fused.loss_and_grad(support.arrays(params), x, y, gamma_C)
+        return F, support.tree(grads)
+    return dataclasses.replace(program, loss_grad=loss_grad, compiler_options=fused.COMPILER_OPTIONS,
+                               group_min=fused.GROUP_MIN)
+
+
 def program_of(cfg: Config, model: models.Adapter, n_train: int, y_train: np.ndarray) -> Program:
-    """The static training program of a config (model, optimizer, loss, probes, batching)."""
+    """The static training program of a config (model, optimizer, loss, probes, batching, step)."""
     C = cfg.dataset.classes
     if cfg.epoch_run and cfg.train.batch_size > n_train:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not allowed; expected <= {n_train}, "
@@ -80,30 +125,18 @@ def program_of(cfg: Config, model: models.Adapter, n_train: int, y_train: np.nda
     slots = tuple(evaluators.PROBES.names().index(p.name) for p in probes)
     spe, total = cfg.steps_per_epoch(n_train), cfg.total_steps(n_train)
     program = Program(apply=model.apply, tx=optim.build(cfg.optimizer, spe, total), loss=LOSSES[cfg.loss],
-                   num_classes=C, probes=probes, probe_slots=slots, trace_loss=bool(probes),
-                   shape=cfg.schedule.shape, batch_size=cfg.train.batch_size, steps_per_epoch=spe,
-                   eval_batch=cfg.train.eval_batch_size,
-                   compute_dtype=models.COMPUTE_DTYPES[cfg.precision] if model.spec.inputs == "image" else None)
-    if fused.use_fused(cfg, jax.default_backend()):  # train.step: the MLP's fused step where it applies
-        program = fused.attach(program)
+                      num_classes=C, probes=probes, probe_slots=slots, trace_loss=bool(probes),
+                      shape=cfg.schedule.shape, batch_size=cfg.train.batch_size, steps_per_epoch=spe,
+                      eval_batch=cfg.train.eval_batch_size,
+                      compute_dtype=models.COMPUTE_DTYPES[cfg.precision] if model.spec.inputs == "image" else None)
+    if use_fused(cfg, jax.default_backend()):
+        program = with_fused_step(program, model.spec.fused)
     return program
 
 
 def runs_vectorised(cfg: Config, program: Program) -> int | None:
     """train.vmap_size, else: fused.VMAP_SIZE runs at a time for the fused step (measured), else by backend."""
     return cfg.train.vmap_size or (fused.VMAP_SIZE if program.loss_grad is not None else default_vmap_size())
-
-
-def off_steps(cfg: Config, Ts, n_train: int) -> dict[int, int]:
-    """The first step with oscillations off for each period T (NEVER if they never stop)."""
-    from dlf import config as config_lib
-
-    out = {}
-    for T in sorted(set(Ts)):
-        off = config_lib.replace(cfg, schedule=dict(T=T)).off_step_for(n_train) if T != cfg.schedule.T \
-            else cfg.off_step_for(n_train)
-        out[T] = NEVER if off is None else off
-    return out
 
 
 def build(cfg: Config, points: list[tuple[float, int]] | None = None) -> Built:
@@ -119,24 +152,18 @@ def build(cfg: Config, points: list[tuple[float, int]] | None = None) -> Built:
     check_fits(cfg, model, x_example, n_train + int(data.x_val.shape[0]), len(seeds) * len(points or [0]))
     seed_states = init_states(model, program.tx, seeds, x_example, lambda m, key, x: model.init(key, x))
     dtype = program.loss_dtype(data)
+    off = lambda T: NEVER if (o := cfg.off_step_for(n_train, T)) is None else o  # noqa: E731
     if points is None:
-        off = off_steps(cfg, [cfg.schedule.T], n_train)[cfg.schedule.T]
         hp = Hyper(A=jnp.asarray(cfg.schedule.A, dtype), T=jnp.asarray(cfg.schedule.T, jnp.int32),
-                   off_step=jnp.asarray(off, jnp.int32))
+                   off_step=jnp.asarray(off(cfg.schedule.T), jnp.int32))
         runs = [Run(cfg.schedule.A, cfg.schedule.T, s) for s in seeds]
         return Built(program, data, model, seed_states, hp, None, runs, n_train)
     runs = [Run(float(A), int(T), s) for A, T in points for s in seeds]
-    off = off_steps(cfg, [T for _, T in points], n_train)
+    offs = {T: off(T) for T in {r.T for r in runs}}
     hp = Hyper(A=jnp.asarray([r.A for r in runs], dtype), T=jnp.asarray([r.T for r in runs], jnp.int32),
-               off_step=jnp.asarray([off[r.T] for r in runs], jnp.int32))
-    idx = jnp.asarray([i for _ in points for i in range(len(seeds))])
-    states = jax.tree.map(lambda x: x[idx], seed_states)
+               off_step=jnp.asarray([offs[r.T] for r in runs], jnp.int32))
+    states = take_runs(seed_states, jnp.asarray([i for _ in points for i in range(len(seeds))]))
     return Built(program, data, model, states, hp, 0, runs, n_train)
-
-
-def take(tree: Any, start: int, stop: int) -> Any:
-    """Runs start..stop-1 of a stacked tree (states or per-run hyper-parameters)."""
-    return jax.tree.map(lambda x: x[start:stop], tree)
 
 
 def bytes_per_run(built: Built, dtype) -> int:
@@ -146,20 +173,17 @@ def bytes_per_run(built: Built, dtype) -> int:
     params = jax.tree.map(lambda x: x[0], built.states.params)
     n_params = sum(x.size for x in jax.tree.leaves(params))
     x = built.program.inputs(built.data.x_train[:1], built.data)
-    _, inter = jax.eval_shape(lambda p: built.model.module.apply({"params": p, **jax.tree.map(lambda s: s[0], built.states.model_state)},
-                                                                 x, capture_intermediates=True,
-                                                                 **built.model._mode(False)), params)
-    per_example = sum(v.size for v in jax.tree.leaves(inter))
+    per_example = built.model.activations_per_example(params, jax.tree.map(lambda s: s[0], built.states.model_state), x)
     n = built.data.x_train.shape[0] + built.data.x_val.shape[0]
     return jnp.dtype(dtype).itemsize * (6 * n_params + 4 * n * per_example)
 
 
 def _memory_bytes() -> int:
     """The first device's memory (its limit on accelerators, the host's RAM on CPU)."""
-    import os
-
     stats = jax.local_devices()[0].memory_stats() or {}
-    return int(stats["bytes_limit"]) if "bytes_limit" in stats else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def check_fits(cfg: Config, model: models.Adapter, x_example, n_examples: int, n_runs: int) -> None:
@@ -168,9 +192,7 @@ def check_fits(cfg: Config, model: models.Adapter, x_example, n_examples: int, n
     it evaluates at once (4 copies), from the model's abstract shapes."""
     params, state = jax.eval_shape(lambda k: model.init(k, x_example), jax.random.key(0))
     n_params = sum(x.size for x in jax.tree.leaves(params))
-    _, inter = jax.eval_shape(lambda p, s: model.module.apply({"params": p, **s}, x_example, capture_intermediates=True,
-                                                              **model._mode(False)), params, state)
-    per_example = sum(v.size for v in jax.tree.leaves(inter)) // max(1, x_example.shape[0])
+    per_example = model.activations_per_example(params, state, x_example)
     batch = max(cfg.train.batch_size, cfg.train.eval_batch_size) if cfg.epoch_run else n_examples
     need = (8 if cfg.precision == "float64" else 4) * (6 * n_params * n_runs + 4 * batch * per_example)
     have = _memory_bytes()

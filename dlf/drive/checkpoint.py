@@ -12,18 +12,17 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
 
-from dlf.errors import ConfigError
+from dlf import config as config_lib
+from dlf.config import Config
 from dlf.core.engine import TrainState
+from dlf.drive.rundir import differing
+from dlf.errors import ConfigError
 
 log = logging.getLogger("dlf")
-
-# keys that may differ between the run that wrote a checkpoint and the one that resumes from it
-_FREE = ("logger", "compile_cache", "checkpoint", "grid")
 
 
 def _plain(states: TrainState) -> TrainState:
@@ -37,25 +36,29 @@ def _saveable(states: TrainState) -> dict[str, np.ndarray]:
 
 
 class Checkpoints:
-    def __init__(self, directory: Path, keep: int, config: dict[str, Any]):
+    """The orbax checkpoints of one run, beside the config that wrote them (config.json): a run of
+    another configuration (rundir.differing) is refused, naming the keys."""
+
+    def __init__(self, directory: Path, keep: int, config: Config):
         import orbax.checkpoint as ocp
 
         self.dir = Path(directory).resolve()
         self._ocp = ocp
         self.manager = ocp.CheckpointManager(self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep))
-        # as JSON holds it (tuples become lists), to compare with the stored one
-        self.config = json.loads(json.dumps({k: v for k, v in config.items() if k not in _FREE}, default=str))
         meta = self.dir / "config.json"
         if self.latest() is not None and meta.exists():
-            old = json.loads(meta.read_text())
-            diff = sorted(k for k in set(old) | set(self.config) if old.get(k) != self.config.get(k))
-            if diff:
-                raise ConfigError(f"the run dir holds checkpoints of a different config (differs in {', '.join(diff)}); "
-                                  "give this run its own hydra.run.dir")
+            try:
+                old = config_lib.stored(json.loads(meta.read_text()))
+            except (ConfigError, ValueError) as e:
+                raise ConfigError(f"the run dir holds checkpoints whose config.json cannot be read ({e}); give "
+                                  "this run its own hydra.run.dir") from None
+            if diff := differing(old, config):
+                raise ConfigError("the run dir holds checkpoints of a different config (differs in "
+                                  f"{', '.join(diff)}); give this run its own hydra.run.dir")
         self.dir.mkdir(parents=True, exist_ok=True)
-        from dlf.outputs import write_text
+        from dlf.outputs import write_json
 
-        write_text(meta, json.dumps(self.config, indent=1, default=str))
+        write_json(meta, config_lib.to_dict(config))
 
     def latest(self) -> int | None:
         return self.manager.latest_step()
@@ -78,7 +81,8 @@ class Checkpoints:
                     raise ValueError("shapes or dtypes differ from this run's states")
             except Exception as e:  # noqa: BLE001 - whatever orbax or tensorstore raise on bad files
                 log.warning("dlf: the checkpoint at %d in %s cannot be read (%s: %s); removed, trying the "
-                            "previous one", unit, self.dir, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+                            "previous one", unit, self.dir, type(e).__name__,
+                            str(e).splitlines()[0][:200] if str(e) else "")
                 shutil.rmtree(self.dir / str(unit), ignore_errors=True)
                 self.manager.reload()
                 continue

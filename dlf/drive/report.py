@@ -8,14 +8,15 @@ from typing import Any
 import numpy as np
 
 from dlf import models, outputs
-from dlf.config import Config, to_dict
+from dlf.config import Config
 
 log = logging.getLogger("dlf")
 
 
 def summarize(cfg: Config, seeds: list[int], rows: list[dict], diverged_step: np.ndarray, timing,
-              wall_s: float, steps: int | None = None, steps_run: int | None = None) -> dict[str, Any]:
-    """summary.json: status, final seed statistics, divergence, speed and provenance."""
+              steps: int | None = None, steps_run: int | None = None) -> dict[str, Any]:
+    """summary.json: status, final seed statistics, divergence and speed (the session adds the
+    wall time and provenance)."""
     last = rows[-1]
     diverged = [s for s, d in zip(seeds, diverged_step) if d >= 0]
     final = {key: outputs.seed_stats(None if d >= 0 else v for v, d in zip(last[key], diverged_step))
@@ -36,13 +37,10 @@ def summarize(cfg: Config, seeds: list[int], rows: list[dict], diverged_step: np
         out["epochs"] = cfg.train.epochs
         out["steps_per_epoch"] = steps // cfg.train.epochs
     return out | {
-        "wall_s": wall_s,
         "compile_s": timing.compile_s,
         "train_s": timing.train_s,
         "steps_per_s": steps_run / timing.train_s,
         "run_steps_per_s": steps_run * len(seeds) / timing.train_s,
-        "git_sha": outputs.git_sha(),
-        "config": to_dict(cfg),
     }
 
 

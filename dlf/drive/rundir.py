@@ -15,16 +15,19 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from dlf import config as config_lib
 from dlf import outputs
+from dlf.config import Config
 from dlf.errors import ConfigError
 
 log = logging.getLogger("dlf")
 
 # keys that may differ between two processes working on one run directory (not the run's result)
-FREE = ("logger", "compile_cache", "checkpoint", "grid")
+FREE = ("logger", "compile_cache", "checkpoint", "grid", "paths")
 FINISHED = ("ok", "diverged")
 
 
@@ -32,28 +35,24 @@ class RunDirError(ConfigError):
     """A run directory that this process may not use; nothing was written to it."""
 
 
-def identity(config: dict[str, Any]) -> dict[str, Any]:
+def identity(cfg: Config) -> dict[str, Any]:
     """The flat dotted keys that define what a run computes (FREE keys left out)."""
-    from dlf.analysis.results import flat
+    from dlf.analysis.results import settings
 
-    return {k: v for k, v in flat(config).items() if k.split(".")[0] not in FREE}
+    return {k: v for k, v in settings(cfg).items() if k.split(".")[0] not in FREE}
 
 
-def _stored_config(out_dir: Path) -> dict[str, Any] | None:
+def _stored_config(out_dir: Path) -> Config | None:
     """The config of the run already in out_dir (its config.yaml, else its summary.json), or None."""
-    from dlf import config as config_lib
-
     f = out_dir / "config.yaml"
-    if f.exists():
-        import yaml
-
-        try:
-            return config_lib.to_dict(config_lib.from_dict(yaml.safe_load(f.read_text()) or {}))
-        except (ConfigError, yaml.YAMLError, TypeError, ValueError) as e:
-            raise RunDirError(f"{out_dir} holds a run whose config.yaml cannot be read ({e}); give this run "
-                              "its own hydra.run.dir") from None
-    s = read_summary(out_dir)
-    return s.get("config") if s else None
+    s = None if f.exists() else read_summary(out_dir)
+    if not f.exists() and not (isinstance(s, dict) and s.get("config") is not None):
+        return None
+    try:
+        return config_lib.read_yaml(f) if f.exists() else config_lib.stored(s["config"])
+    except ConfigError as e:
+        raise RunDirError(f"{out_dir} holds a run whose {f.name if f.exists() else 'summary.json'} config cannot "
+                          f"be read ({e}); give this run its own hydra.run.dir") from None
 
 
 def read_summary(out_dir: Path) -> dict[str, Any] | None:
@@ -64,7 +63,7 @@ def read_summary(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def differing(a: Config, b: Config) -> list[str]:
     """The dotted keys whose values differ between two configs (FREE keys ignored)."""
     ia, ib = identity(a), identity(b)
     return sorted(k for k in set(ia) | set(ib) if json.dumps(ia.get(k)) != json.dumps(ib.get(k)))
@@ -79,13 +78,13 @@ class Claim:
     def finished(self) -> dict[str, Any] | None:
         """The summary of a finished run of this configuration in the directory, or None."""
         s = read_summary(self.dir)
-        return s if s and s.get("status") in FINISHED else None
+        return s if isinstance(s, dict) and s.get("status") in FINISHED else None
 
     def release(self) -> None:
         self._lock.close()
 
 
-def claim(out_dir: Path, config: dict[str, Any]) -> Claim:
+def claim(out_dir: Path, config: Config) -> Claim:
     """Lock out_dir for this process and check that it holds no run of another configuration."""
     out_dir = Path(out_dir)
     try:
@@ -132,7 +131,7 @@ class Preemption:
                         signal.Signals(signum).name)
         self.signum = signum
 
-    def __enter__(self) -> "Preemption":
+    def __enter__(self) -> Preemption:
         for s in self.SIGNALS:
             try:
                 self._previous[s] = signal.signal(s, self._catch)
@@ -153,7 +152,7 @@ class Preemption:
         sys.exit(128 + self.signum)
 
 
-def execute(out_dir: Path, config: dict[str, Any], config_yaml: str | None,
+def execute(out_dir: Path, config: Config, config_yaml: str | None,
             train: Callable[[Preemption], dict[str, Any]], what: str = "dlf") -> dict[str, Any]:
     """`train(stop)` under the run-directory contract: claim out_dir; a finished run of this
     configuration is returned untouched; else config.yaml and a `running` summary are written,
@@ -171,14 +170,15 @@ def execute(out_dir: Path, config: dict[str, Any], config_yaml: str | None,
             outputs.write_text(out_dir / "config.yaml", config_yaml)
         outputs.write_json(out_dir / "summary.json", {"status": "running", "pid": os.getpid(),
                                                       "host": socket.gethostname(), "started": time.time(),
-                                                      "config": config})
+                                                      "config": config_lib.to_dict(config)})
         stop = Preemption()
         try:
             with stop:
                 summary = train(stop)
         except Exception as e:
             error = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
-            outputs.write_json(out_dir / "summary.json", {"status": "failed", "error": error, "config": config})
+            outputs.write_json(out_dir / "summary.json", {"status": "failed", "error": error,
+                                                          "config": config_lib.to_dict(config)})
             raise
     finally:
         hold.release()

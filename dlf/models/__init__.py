@@ -2,9 +2,12 @@
 init(key, x) -> (params, model_state), apply(params, model_state, x, train) -> (logits, model_state)."""
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from dlf.core.registry import Registry, lazy
@@ -15,17 +18,30 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jn
 
 
 @dataclass(frozen=True)
+class FusedSupport:
+    """A model's declaration that dlf.core.fused computes its forward pass. `fields`: for every
+    field of the model's config, the values the fused step supports (None: any value); a field not
+    listed, or a value not allowed, sends the run to the generic step. `arrays(params)` gives the
+    fused step's fused.MLPArrays of the model's parameters, `tree(arrays)` the parameter tree back."""
+    fields: Mapping[str, tuple | None]
+    arrays: Callable[[Any], Any]
+    tree: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """How to build a model and what it needs. `build(cfg, num_classes, dtype)` returns a Flax
     module; `inputs` is the kind of data it takes (`vector` or `image`, matched against the
     dataset's); `stateful` models carry non-trained variables (batch-norm statistics) and take a
     `train` flag; `precisions` are the allowed `precision` values; `describe(cfg)` is a short
-    label for figure titles."""
+    label for figure titles; `fused` declares what the fused full-batch step supports (None:
+    nothing; dlf.drive.build decides per config with `fused_blocker`)."""
     build: Callable[[Any, int, Any], Any]
     inputs: str = "vector"
     stateful: bool = False
     precisions: tuple[str, ...] = ("float32", "float64")
     describe: Callable[[Any], str] = lambda cfg: cfg.name
+    fused: FusedSupport | None = None
 
 
 MODELS: Registry[ModelSpec] = Registry("model.name")
@@ -37,6 +53,7 @@ class MLPConfig:
     width: int = setting(100, low=1, doc="hidden units")
     init: str = setting("lecun", choices=("lecun", "glorot"),
                         doc="lecun: W ~ N(0, 1/fan_in), b = 0; glorot: glorot-normal W, b ~ N(0, 0.01^2)")
+    activation: str = setting("relu", choices=("relu", "tanh"), doc="hidden-layer nonlinearity")
 
 
 @dataclass(frozen=True)
@@ -63,7 +80,10 @@ class WRNConfig:
             raise ConfigError(f"model.depth={self.depth} is not allowed; expected 6n+4 (10, 16, 22, 28, ...)")
 
 
-MODELS.register("mlp", ModelSpec(lazy("dlf.models.mlp:build"), describe=lambda c: f"width {c.width}"),
+# the fused step (dlf.core.fused) computes one hidden ReLU layer of any width, whatever the init
+MLP_FUSED = FusedSupport(fields={"name": None, "width": None, "init": None, "activation": ("relu",)},
+                         arrays=lazy("dlf.models.mlp:fused_arrays"), tree=lazy("dlf.models.mlp:fused_tree"))
+MODELS.register("mlp", ModelSpec(lazy("dlf.models.mlp:build"), describe=lambda c: f"width {c.width}", fused=MLP_FUSED),
                 config=MLPConfig)
 MODELS.register("myrtle", ModelSpec(lazy("dlf.models.myrtle:build"), inputs="image",
                                     precisions=("float32", "bfloat16"),
@@ -71,6 +91,22 @@ MODELS.register("myrtle", ModelSpec(lazy("dlf.models.myrtle:build"), inputs="ima
 MODELS.register("wrn", ModelSpec(lazy("dlf.models.wrn:build"), inputs="image", stateful=True,
                                  precisions=("float32", "bfloat16"),
                                  describe=lambda c: f"wrn{c.depth}-{c.widen}"), config=WRNConfig)
+
+
+def fused_blocker(cfg) -> str | None:
+    """Why the fused step cannot compute the forward pass of model config `cfg` (None: it can),
+    field by field against its spec's FusedSupport."""
+    support = MODELS[cfg.name].fused
+    if support is None:
+        return f"model.name={cfg.name} (no fused step declared)"
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name not in support.fields:
+            return f"model.{f.name}={value} (not declared by the fused step)"
+        allowed = support.fields[f.name]
+        if allowed is not None and value not in allowed:
+            return f"model.{f.name}={value} (fused: {', '.join(map(str, allowed))})"
+    return None
 
 
 class Adapter:
@@ -87,6 +123,12 @@ class Adapter:
         variables = dict(self.module.init(key, x_example, **self._mode(False)))
         params = variables.pop("params")
         return params, variables
+
+    def activations_per_example(self, params, model_state: dict, x) -> int:
+        """Intermediate values per example of one eval-mode forward pass (abstract: nothing runs)."""
+        _, inter = jax.eval_shape(lambda p, s: self.module.apply({"params": p, **s}, x, capture_intermediates=True,
+                                                                 **self._mode(False)), params, model_state)
+        return sum(v.size for v in jax.tree.leaves(inter)) // max(1, x.shape[0])
 
     def apply(self, params, model_state: dict, x, train: bool):
         """(logits in at least float32, new model_state)."""

@@ -2,10 +2,10 @@
 (`every` steps; 0 = off, nothing compiled) and returns named per-run scalars into probes.jsonl."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -40,7 +40,8 @@ PROBES: Registry[ProbeSpec] = Registry("probes")
 class HessianConfig:
     every: int = setting(0, low=0, doc="steps between probes (0: off, no cost)")
     order: int = setting(20, low=1, doc="Lanczos order (full reorthogonalisation)")
-    quiet_frac: float = setting(0.1, gt=0.0, doc="threshold: a cascade ends after a quiet stretch of quiet_frac * T steps")
+    quiet_frac: float = setting(0.1, gt=0.0,
+                                doc="threshold: a cascade ends after a quiet stretch of quiet_frac * T steps")
     onset_amp: float = setting(1e-3, gt=0.0, doc="threshold: an onset is where |F(t) - 2F(t-1) + F(t-2)| reaches this")
 
 
@@ -106,8 +107,3 @@ def build(probes_cfg: dict[str, Any], ctx: ProbeContext) -> tuple[Probe, ...]:
     """The probes switched on (every > 0), in registry order."""
     return tuple(Probe(name, probes_cfg[name].every, PROBES[name].make(probes_cfg[name], ctx))
                  for name in PROBES.names() if probes_cfg[name].every > 0)
-
-
-def probe_keys(probe_key, step, n: int):
-    """Per-probe start-vector keys at a step: split of the run's probe stream folded with the step."""
-    return jax.random.split(jax.random.fold_in(probe_key, step), max(2, n))

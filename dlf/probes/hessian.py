@@ -1,7 +1,8 @@
 """Hessian probes of a scalar loss of a params pytree: HVP (forward-over-reverse) and Lanczos."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from jax.flatten_util import ravel_pytree

@@ -1,8 +1,8 @@
 """Lanczos with full reorthogonalisation on a symmetric matvec over flat vectors (jit/vmap-safe)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

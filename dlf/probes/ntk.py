@@ -1,7 +1,8 @@
 """Empirical NTK Theta = J J^T over (samples x outputs): explicit, matrix-free, and sample sets."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -8,6 +8,7 @@ directory suffix, W&B tags, group, display name and a stable W&B run id.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,19 @@ def _sweep(task: list[str], sweeper_params: dict | None) -> list[Any]:
 def swept_keys(task: list[str], sweeper_params: dict | None) -> list[str]:
     """The keys a multirun sweeps."""
     return [o.key_or_group for o in _sweep(task, sweeper_params)]
+
+
+def expand(task: list[str]) -> list[list[str]]:
+    """Every job's overrides of a basic-sweeper multirun's command line, in job-number order (the
+    product of the sweep overrides' values, the last key varying fastest)."""
+    lists = []
+    for o in parse(task):
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            lists.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            lists.append([f"{key}={o.get_value_element_as_str()}"])
+    return [list(c) for c in itertools.product(*lists)]
 
 
 def sweep_size(task: list[str], sweeper_params: dict | None) -> int | None:

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dlf.config import Config, to_dict
 from dlf.tracking import naming

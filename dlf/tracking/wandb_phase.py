@@ -94,23 +94,13 @@ def mirror_grid(cfg, out_dir: Path, summary: dict[str, Any]) -> None:
                  summary=best_summary(summary.get("best"), points=summary.get("points"), runs=summary.get("runs")))
 
 
-class _Logger:
-    def __init__(self, flat: dict[str, Any]):
-        self.name = flat.get("logger.name", "none")
-        self.mode = flat.get("logger.mode", "disabled")
-        self.project = flat.get("logger.project", "dlf")
-        self.entity = flat.get("logger.entity")
-        self.group = flat.get("logger.group")
-        self.tags = list(flat.get("logger.tags") or [])
-
-
-def mirror_sweep(root: Path, configs: list[dict[str, Any]], report: dict[str, Any]) -> None:
+def mirror_sweep(root: Path, configs: list, report: dict[str, Any]) -> None:
     """`dlf.aggregate`: one summary run in the group of the sweep's jobs, if they used logger=wandb
-    (configs: the jobs' flat configs, as dlf.analysis.results reads them)."""
-    used = [c for c in configs if c.get("logger.name") == "wandb" and c.get("logger.mode") != "disabled"]
+    (configs: the jobs' typed configs, as dlf.analysis.results reads them)."""
+    used = [c.logger for c in configs if c.logger.name == "wandb" and c.logger.mode != "disabled"]
     if not used:
         return
-    logger = _Logger(used[0])
+    logger = used[0]
     group = logger.group or naming.group_of(root)
     mirror_phase(logger, root, group=group, name=f"{group}/aggregate", config={"sweep_dir": str(root)},
                  tags=["phase", "aggregate", *logger.tags],

@@ -1,11 +1,12 @@
-"""One-line messages for user errors raised while Hydra composes the config."""
+"""One-line messages for user errors (composition, validation, SLURM), and `run_app`, which runs a
+@hydra.main app from the command line with them."""
 from __future__ import annotations
 
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
@@ -21,9 +22,10 @@ def keys_of(path: str) -> list[str] | None:
 def _before_the_app(e: BaseException) -> bool:
     """Raised by Hydra before any dlf code ran (no frame of the dlf package but this module)."""
     tb, here = e.__traceback__, Path(__file__).resolve()
+    package = here.parents[1]
     while tb is not None:
         f = Path(tb.tb_frame.f_code.co_filename).resolve()
-        if f != here and here.parent in f.parents:
+        if f != here and package in f.parents:
             return False
         tb = tb.tb_next
     return True
@@ -47,9 +49,9 @@ def one_line(e: BaseException) -> str | None:
             section, _, _ = full_key.rpartition(".")
             keys = keys_of(section)
             where = section or "the top level"
+            variants = ("model", "dataset", "optimizer")
             allowed = f"; keys of {where}: {', '.join(keys)}" if keys else (
-                f" (the keys of each {section}.name variant: docs/config.md)" if section in ("model", "dataset", "optimizer")
-                else "")
+                f" (the keys of each {section}.name variant: docs/config.md)" if section in variants else "")
             return f"unknown key {full_key}{allowed}"
         return str(e).splitlines()[0]
     if type(e).__module__.startswith("submitit") and isinstance(e, RuntimeError):

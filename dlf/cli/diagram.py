@@ -1,0 +1,35 @@
+"""`python -m dlf.diagram <dir> [-o out.png]` (dlf-diagram): redraw phase.png of a dlf.phase or
+dlf.aggregate directory from its phase.csv (e.g. after changing the plotting code)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dlf.analysis.phase_table import read_csv
+    from dlf.analysis.results import read_run
+    from dlf.drive.phase_dir import title as phase_title
+    from dlf.figures.phase import plot
+
+    ap = argparse.ArgumentParser(prog="python -m dlf.diagram", description=__doc__.split("(dlf-diagram): ")[1])
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("-o", "--out", type=Path, help="output file (default: <dir>/phase.png)")
+    ap.add_argument("--unit-scale", action="store_true", help="colour scale 0-1 (default: fitted to the data)")
+    args = ap.parse_args(argv)
+    csv_path = args.dir / "phase.csv"
+    if not csv_path.exists():
+        print(f"dlf.diagram: error: {csv_path} does not exist (expected a dlf.phase or dlf.aggregate directory)",
+              file=sys.stderr)
+        return 2
+    cfg = read_run(args.dir).config if (args.dir / "summary.json").exists() else None
+    title = phase_title(cfg) if cfg is not None else args.dir.name
+    out = args.out or args.dir / "phase.png"
+    plot(out, read_csv(csv_path), title, unit_scale=args.unit_scale)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""A sweep of dlf.train jobs read back (dlf.analysis.results) and written as one phase-diagram
+directory (dlf.drive.phase_dir): `python -m dlf.aggregate <multirun dir>` (dlf.cli.aggregate).
+
+Jobs that are missing (never started, or started without a summary: killed or still running),
+failed, or that had diverged seeds are listed; a partial sweep aggregates what is there."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlf import config as config_lib
+from dlf.analysis.results import read_sweep
+from dlf.drive import phase_dir
+from dlf.drive.rundir import differing
+
+
+@dataclass
+class Sweep:
+    """A sweep's runs for the phase diagram, and the jobs left out of it (and why)."""
+    runs: list[dict] = field(default_factory=list)  # runs.csv rows, one per (A, T, seed)
+    ok: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # job -> error
+    diverged: dict[str, list[int]] = field(default_factory=dict)  # job -> seeds
+    missing: dict[str, str] = field(default_factory=dict)  # job -> why
+    duplicates: int = 0
+    varying: list[str] = field(default_factory=list)  # config keys that differ between jobs
+    configs: list[config_lib.Config] = field(default_factory=list)  # the complete jobs' configs (W&B settings)
+
+
+def collect(root: Path) -> Sweep:
+    """The phase-diagram view of a sweep (dlf.analysis.results.read_sweep)."""
+    sweep = read_sweep(root)
+    sw = Sweep(varying=sweep.varying, missing=dict(sweep.never_started))
+    seen: set[tuple] = set()
+    for run in sweep.runs:
+        name = run.path.relative_to(root).as_posix()
+        if run.status == "incomplete":
+            sw.missing[name] = run.error
+            continue
+        if not run.complete:
+            sw.failed[name] = run.error
+            continue
+        if other := _other_config(run.path, run.config):
+            sw.failed[name] = f"summary.json belongs to another configuration than config.yaml (differs in {other})"
+            continue
+        if run.diverged_seeds:
+            sw.diverged[name] = sorted(run.diverged_seeds)
+        sw.ok.append(name)
+        sw.configs.append(run.config)
+        diverged_at = run.summary.get("diverged_at_step", {})
+        for row in run.rows():
+            key = (float(run.A), int(run.T), int(row["seed"]))
+            if key in seen:
+                sw.duplicates += 1  # overlapping seed ranges (e.g. seed=0,1 with seeds=8): count once
+                continue
+            seen.add(key)
+            sw.runs.append(dict(A=key[0], T=key[1], seed=key[2], train_acc=row.get("train_acc"),
+                                val_acc=row.get("val_acc"), loss=row.get("loss"),
+                                diverged_step=int(diverged_at.get(str(key[2]), -1))))
+    return sw
+
+
+def _other_config(job: Path, summary_config: config_lib.Config) -> str | None:
+    """The keys in which a job's summary.json and its config.yaml disagree (a summary left by an
+    earlier run of another configuration), or None."""
+    f = job / "config.yaml"
+    if not f.exists():
+        return None
+    try:
+        stored = config_lib.read_yaml(f)
+    except Exception as e:  # noqa: BLE001 - an unreadable config.yaml: the job cannot be trusted
+        return f"config.yaml, which cannot be read: {type(e).__name__}"
+    return ", ".join(differing(stored, summary_config)) or None
+
+
+def aggregate(root: Path) -> dict[str, Any]:
+    """Write runs.csv, phase.csv, phase.png and aggregate.json into the sweep directory `root`; a
+    directory that holds no sweep (or is a dlf.phase or dlf.train output) is refused and nothing is
+    written."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory")
+    if (root / "summary.json").exists():
+        raise ValueError(f"{root} is the output directory of one dlf.phase or dlf.train run, not a sweep; "
+                         "its results are already there (dlf.results.load reads them)")
+    sw = collect(root)
+    if not (sw.ok or sw.failed or sw.missing or sw.diverged):
+        raise ValueError(f"{root} holds no sweep (no job directory with a summary.json or .hydra/, no "
+                         "multirun.yaml); give the directory of a `python -m dlf.train -m` sweep")
+    if sw.varying:
+        raise ValueError(f"the jobs differ in {', '.join(sw.varying)}; a phase diagram pools seeds over "
+                         "(A, T) only: aggregate one value at a time (one sweep directory each)")
+    seeds = sorted({r["seed"] for r in sw.runs})
+    points = len({(r["A"], r["T"]) for r in sw.runs})
+    report = phase_dir.write(root, sw.runs, f"{root.name}: {len(sw.ok)} jobs, {len(seeds)} seed(s) per point at "
+                             f"most, {points} points", {
+                                 "jobs_ok": len(sw.ok), "failed": sw.failed, "diverged": sw.diverged,
+                                 "missing": sw.missing, "duplicate_seed_runs": sw.duplicates},
+                             record_name="aggregate.json")
+    from dlf.tracking.wandb_phase import mirror_sweep  # jobs with logger=wandb: the diagram in their group
+
+    mirror_sweep(root, sw.configs, report)
+    return report
