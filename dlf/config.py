@@ -21,6 +21,9 @@ __all__ = ["Config", "ConfigError", "from_dict", "from_hydra", "read_yaml", "rep
 
 _f = setting
 MAX_SEED = INT32_MAX  # seeds travel as uint32 inside the compiled init
+# sections that never change what a run computes: they may differ between two processes on one run
+# directory, and they define no cell of a results table
+FREE = ("logger", "compile_cache", "checkpoint", "grid", "paths", "stats")
 
 
 def register_resolvers() -> None:
@@ -81,6 +84,13 @@ class LoggerConfig:
 
 
 @dataclass(frozen=True)
+class StatsConfig:
+    baseline: str = _f("A=1", doc="the cell every cell is compared with: key=value[,key=value], every other key "
+                       "equal (A=1: the ordinary loss)")
+    metric: str = _f("val_acc", choices=("val_acc", "train_acc"), doc="the final metric that picks the best cell")
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     output_dir: str = _f("outputs", doc="root of run, sweep, phase and cache directories (conf/paths: "
                          "$DLF_OUTPUT_DIR, else outputs)")
@@ -113,6 +123,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     compile_cache: str | None = _f(".jax_cache", doc="JAX persistent compilation cache directory, shared by "
                                    "the jobs of a sweep; relative to paths.output_dir (null: off)")
     plugins: tuple[str, ...] = _f((), doc="modules imported before validation (they register models, losses, ...)")

@@ -40,16 +40,13 @@ def metrics_row(step: int, metrics: dict[str, np.ndarray], epoch: int | None = N
 
 
 def seed_stats(values: Iterable[float | None]) -> dict[str, Any]:
-    """{mean, std (sample, ddof=1; 0 for n=1), n, per_seed} over the non-null values."""
+    """{mean, ci95 (half-width of the 95% t interval; None for n < 2), std (sample, ddof=1; 0 for
+    n=1), n, per_seed} over the non-null values."""
+    from dlf.analysis.stats import interval
+
     per_seed = list(values)
-    ok = np.array([v for v in per_seed if v is not None], dtype=np.float64)
-    n = int(ok.size)
-    return {
-        "mean": float(ok.mean()) if n else None,
-        "std": float(ok.std(ddof=1)) if n > 1 else (0.0 if n == 1 else None),
-        "n": n,
-        "per_seed": per_seed,
-    }
+    s = interval(per_seed)
+    return {"mean": s["mean"], "ci95": s["ci95"], "std": s["std"], "n": s["n"], "per_seed": per_seed}
 
 
 def git_sha(path: Path | None = None) -> str:
@@ -140,11 +137,22 @@ def write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict[str, Any]]
     write_text(path, f.getvalue())
 
 
-def read_csv(path: Path, ints: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """A CSV of numbers back as rows: columns in `ints` as int, the others float, empty cells None."""
+def read_csv(path: Path, ints: Iterable[str] = (), text_ok: bool = False) -> list[dict[str, Any]]:
+    """A CSV of numbers back as rows: columns in `ints` as int, the others float, empty cells None;
+    with text_ok, a cell that is not a number stays text (a swept key such as model.init)."""
     import csv
 
     ints = set(ints)
-    num = lambda k, v: None if v == "" else int(v) if k in ints else float(v)  # noqa: E731
+
+    def num(k: str, v: str):
+        if v == "":
+            return None
+        try:
+            return int(v) if k in ints else float(v)
+        except ValueError:
+            if text_ok and k not in ints:
+                return v
+            raise
+
     with Path(path).open() as f:
         return [{k: num(k, v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -1,9 +1,10 @@
-"""Rerun the docs' Fig. 4, Fig. 5 and Fig. 3 (T=300 switch-off) runs and rewrite their numbers.
+"""Rerun the docs' Fig. 4, Fig. 5, Fig. 3 (T=300 switch-off) and paired-comparison runs and rewrite
+their numbers.
 
-`make figures` (or `python docs/figures.py [--only fig4,fig5,fig3_off] [--reuse]`). Each part
+`make figures` (or `python docs/figures.py [--only fig4,fig5,fig3_off,compare] [--reuse]`). Each part
 trains with `dlf.train` / `dlf.phase` in subprocesses under outputs/figures/, copies its PNGs into
 docs/ and replaces the text between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` in
-docs/probes.md and docs/fig3.md with numbers read from the runs' summary.json, the commands, the
+docs/probes.md, docs/fig3.md and README.md with numbers read from the runs' summary.json, the commands, the
 measured wall time and the commit the runs were made at. --reuse skips runs whose summary.json
 exists (status ok).
 """
@@ -218,7 +219,8 @@ def fig3_off(reuse: bool) -> None:
     head = "| T=300 | " + " | ".join(f"A={r['A']:g}" for r in res["literal"][0]) + " |"
     body = []
     for align, off in (("literal", 34700), ("period", 34500)):
-        cells = " | ".join(f"{r['train']:.3f} / {r['val']:.3f}" for r in res[align][0])
+        cells = " | ".join(f"{r['train']:.3f} ± {r['train_ci']:.3f} / {r['val']:.3f} ± {r['val_ci']:.3f}"
+                           for r in res[align][0])
         body.append(f"| off at {off} (`off_align={align}`) | {cells} |")
     text = f"""{head}
 |---|---|---|---|
@@ -226,7 +228,7 @@ def fig3_off(reuse: bool) -> None:
 
 (`python -m dlf.phase {' '.join(FIG3_OFF)} schedule.off_last_periods=1 schedule.off_align=literal|period`,
 {res['literal'][1]} s and {res['period'][1]} s on the 2-core CPU, {stamp(shas)};
-train / validation accuracy, mean over 10 seeds)
+train / validation accuracy, mean ± half-width of the 95% interval over 10 seeds)
 """
     replace_block(DOCS / "fig3.md", "fig3_off", text)
 
@@ -236,10 +238,33 @@ def csv_rows(path: Path):
 
     with open(path) as f:
         for r in csv.DictReader(f):
-            yield {"A": float(r["A"]), "train": float(r["train_acc_mean"]), "val": float(r["val_acc_mean"])}
+            yield {"A": float(r["A"]), "train": float(r["train_acc_mean"]), "val": float(r["val_acc_mean"]),
+                   "train_ci": float(r["train_acc_ci95"]), "val_ci": float(r["val_acc_ci95"])}
 
 
-PARTS = {"fig4": fig4, "fig5": fig5, "fig3_off": fig3_off}
+COMPARE = ["experiment=fig3_spiral_narrow", "grid.A=1,10,20", "grid.T=100,700", "seeds=20"]
+
+
+def compare(reuse: bool) -> None:
+    """README "Paired comparisons": a real narrow-spiral grid (the paper's protocol, 20 seeds) and
+    the table `dlf.stats` prints for it, with the command, the time and the commit."""
+    d = OUT / "compare"
+    t0 = time.perf_counter()
+    run = train(d, COMPARE, reuse, module="dlf.phase")
+    wall = time.perf_counter() - t0
+    stats = subprocess.run([PY, "-m", "dlf.stats", str(d)], cwd=ROOT, check=True, capture_output=True,
+                           text=True).stdout.replace(str(d), "<dir>")
+    text = f"""```
+$ python -m dlf.phase {' '.join(COMPARE)}
+$ python -m dlf.stats <dir>
+{stats.rstrip()}
+```
+({run.summary['runs']} runs of 35 000 steps; {wall:.0f} s on the 2-core CPU{' (reused)' if reuse and wall < 5 else ''},
+{stamp([run.summary])}.)"""
+    replace_block(ROOT / "README.md", "compare", text)
+
+
+PARTS = {"fig4": fig4, "fig5": fig5, "fig3_off": fig3_off, "compare": compare}
 
 
 def main(argv=None) -> int:

@@ -88,7 +88,7 @@ def test_the_drivers_share_one_core_and_do_not_import_each_other():
                and "phase" in ast.unparse(node) + "runs.csv"}
     assert callers == {"dlf.drive.phase_dir"}, callers
     users = sorted(m for m in graph if "dlf.drive.phase_dir" in graph[m])
-    assert users == ["dlf.cli.diagram", "dlf.drive.aggregate", "dlf.drive.grid"], users
+    assert users == ["dlf.cli.aggregate", "dlf.cli.diagram", "dlf.drive.aggregate", "dlf.drive.grid"], users
 
 
 NAMEDTUPLE_API = ("_replace", "_asdict", "_fields", "_make")  # public despite the underscore

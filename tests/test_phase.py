@@ -37,15 +37,17 @@ def test_table_statistics_over_seeds_exclude_diverged():
             recs += [diagram.Record(A, T, s, None if d else float(tr[s]), None if d else float(va[s]), d)
                      for s, d in enumerate(dead)]
             ok = ~np.array(dead)
+            t = {4: 3.182446305284263, 3: 4.302652729749464}[int(ok.sum())]  # t(0.975, n - 1)
             expect[(A, T)] = (ok.sum(), tr[ok].mean(), tr[ok].std(ddof=1), va[ok].mean(), va[ok].std(ddof=1),
-                              1 - ok.mean())
+                              1 - ok.mean(), t * va[ok].std(ddof=1) / np.sqrt(ok.sum()))
     rows = diagram.table(reversed(recs))  # input order does not matter
     assert [(r["A"], r["T"]) for r in rows] == [(1.0, 50), (1.0, 300), (10.0, 50), (10.0, 300)]
     for r in rows:
-        n, trm, trs, vam, vas, frac = expect[(r["A"], r["T"])]
+        n, trm, trs, vam, vas, frac, vah = expect[(r["A"], r["T"])]
         assert r["n"] == n and r["runs"] == 5
         np.testing.assert_allclose([r["train_acc_mean"], r["train_acc_std"], r["val_acc_mean"],
-                                    r["val_acc_std"], r["diverged_frac"]], [trm, trs, vam, vas, frac], rtol=1e-12)
+                                    r["val_acc_std"], r["diverged_frac"], r["val_acc_ci95"]],
+                                   [trm, trs, vam, vas, frac, vah], rtol=1e-10)
 
 
 def test_table_all_diverged_point_has_no_mean(tmp_path):
@@ -70,11 +72,36 @@ def test_phase_plot_draws_the_table(tmp_path, drawn):
         np.testing.assert_allclose(np.ma.getdata(im.get_array()).ravel(), expect, rtol=1e-12)
         assert im.get_clim() == pytest.approx((0.5, 0.905))  # fitted to the data, shared by both panels
         assert [t.get_text() for t in ax.get_xticklabels()] == ["100", "300"] and ax.get_ylabel() == "A"
-    # every cell says its value (and the spread over its two seeds)
-    assert [t.get_text() for t in panels[0].texts] == ["0.91\n±0.01", "0.60\n±0.01"]
+    # every cell says its value and the half-width of its 95% interval (two seeds: t = 12.7)
+    assert [t.get_text() for t in panels[0].texts] == ["0.91\n±0.06", "0.60\n±0.06"]
     assert [t.get_text() for t in panels[1].texts] == ["0.80\n±0.00", "0.50\n±0.00"]
     plot(tmp_path / "p.png", rows, "a title", unit_scale=True)
     assert drawn[-1].axes[0].images[0].get_clim() == (0.0, 1.0)
+
+
+def test_phase_plot_shows_the_paired_difference_and_hatches_cells_without_an_effect(tmp_path, drawn):
+    from dlf.analysis import compare as cmp
+    from dlf.figures.phase import plot
+
+    rng = np.random.default_rng(3)
+    base = 0.6 + 0.05 * rng.standard_normal(6)
+    runs = [{"A": A, "T": T, "seed": s, "train_acc": float(base[s] + g), "val_acc": float(base[s] + g + 0.001 * s),
+             "diverged_step": -1} for A, T, g in ((1.0, 100, 0), (1.0, 300, 0), (10.0, 100, 0.05), (10.0, 300, 0.0))
+            for s in range(6)]
+    recs = [diagram.Record(r["A"], r["T"], r["seed"], r["train_acc"], r["val_acc"], False) for r in runs]
+    rows, comparison = diagram.table(recs), cmp.compare(runs, ["A", "T"])
+    reading = cmp.reading(cmp.verdict(comparison))
+    plot(tmp_path / "p.png", rows, "a title", comparison=comparison, reading=reading)
+    fig = drawn[-1]
+    diff = next(ax for ax in fig.axes if ax.get_title() == "val_acc: paired difference to A=1")
+    (im,) = diff.images
+    Z = np.ma.getdata(im.get_array())
+    np.testing.assert_allclose(Z[1], [0.05, 0.0], atol=1e-12)  # A=10 row: the planted +0.05, and none
+    assert np.isnan(Z[0]).all() and [t.get_text() for t in diff.texts][:2] == ["base", "base"]
+    hatched = [p for p in diff.patches if p.get_hatch()]
+    assert len(hatched) == 1 and hatched[0].get_xy() == (0.5, 0.5)  # only (A=10, T=300): its CI holds 0
+    assert fig._suptitle.get_text() == "a title\n1 of 2 cells better than A=1 in val_acc at 95% " \
+        "(1 after Holm's adjustment for 2 comparisons), 0 worse"
 
 
 def test_phase_plot_of_a_large_grid_is_contours(tmp_path, drawn):
@@ -105,7 +132,7 @@ def test_phase_cli_matches_separate_train_runs(tmp_path):
     same point trained on its own by dlf.train, seed by seed."""
     p, d = _phase(tmp_path, "grid.A=1,10", "grid.T=30,60,100", "seeds=3", "grid.chunk_runs=4", *TINY)
     assert "6/6 points (18/18 runs)" in p.stdout and "run-steps/s" in p.stdout
-    for f in ("phase.csv", "runs.csv", "phase.png", "summary.json", "config.yaml"):
+    for f in ("phase.csv", "runs.csv", "compare.csv", "phase.png", "summary.json", "config.yaml"):
         assert (d / f).exists(), f
     s = json.loads((d / "summary.json").read_text())
     assert s["status"] == "ok" and s["runs"] == 18 and s["chunks"] == 5 and s["chunk_runs"] == 4
@@ -148,7 +175,7 @@ def test_phase_records_diverged_runs(tmp_path):
     # the figure can be redrawn from phase.csv alone
     q = run_cli(str(d), "-o", "again.png", cwd=tmp_path, module="dlf.diagram")
     assert q.returncode == 0, q.stderr
-    assert _png_shape(tmp_path / "again.png") == _png_shape(d / "phase.png") == (516, 1320)
+    assert _png_shape(tmp_path / "again.png") == _png_shape(d / "phase.png") == (564, 2016)  # 3 panels
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -195,7 +222,7 @@ def test_multirun_jobs_aggregate_to_the_phase_diagram(tmp_path):
     for a, r in zip(agg, ref):
         for k in ("train_acc_mean", "train_acc_std", "val_acc_mean", "val_acc_std", "diverged_frac"):
             assert a[k] == pytest.approx(r[k], rel=1e-9, abs=1e-12), k
-    assert _png_shape(tmp_path / "sweep" / "phase.png") == (516, 1320)  # the two-panel figure (content: above)
+    assert _png_shape(tmp_path / "sweep" / "phase.png") == (564, 2016)  # three panels (content: test_figures)
     # the results layer reads both back: one row per (run, seed), the same per-run finals
     import dlf.results
     swept, grid = dlf.results.load(tmp_path / "sweep"), dlf.results.load(ph)
@@ -204,7 +231,6 @@ def test_multirun_jobs_aggregate_to_the_phase_diagram(tmp_path):
     a, b = swept.sort_values(key).reset_index(drop=True), grid.sort_values(key).reset_index(drop=True)
     np.testing.assert_allclose(a.val_acc, b.val_acc, rtol=1e-12)
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)  # the metric, not the config's loss name
-    assert set(b["config.loss"]) == {"cross_entropy"}
     stats = a.groupby(["A", "T"]).train_acc.agg(["mean", "std"]).reset_index()
     for row, r in zip(stats.itertuples(), ref):
         assert (row.A, row.T) == (r["A"], r["T"]) and row.mean == pytest.approx(r["train_acc_mean"], rel=1e-9)

@@ -82,10 +82,24 @@ def test_hours_on_a_cpu_are_announced_with_the_ways_out(caplog):
     assert not [m for m in _messages(caplog) if "estimated to take" in m]
 
 
-def test_one_seed_prints_no_spread():
-    assert pm({"mean": 0.5, "std": 0.0, "n": 1}) == "0.5000"
-    assert pm({"mean": 0.5, "std": 0.1, "n": 3}) == "0.5000 ± 0.1000"
-    assert pm({"mean": None, "std": None, "n": 0}) == "nan"
+def test_one_seed_prints_no_spread_and_several_their_95_percent_interval():
+    from dlf.outputs import seed_stats
+
+    assert pm(seed_stats([0.5])) == "0.5000"
+    s = seed_stats([0.4, 0.5, 0.6])  # mean 0.5, std 0.1, t(0.975, 2) = 4.3027: half-width 0.2484
+    assert s["ci95"] == pytest.approx(4.302652729749464 * 0.1 / 3 ** 0.5, rel=1e-9)
+    assert pm(s) == "0.5000 ± 0.2484"
+    assert pm(seed_stats([None])) == "nan"
+
+
+def test_the_end_of_a_sweep_names_a_command_that_works_for_it():
+    from omegaconf import OmegaConf
+
+    from dlf.drive.progress import next_command
+
+    assert "python -m dlf.aggregate sw" in next_command(OmegaConf.create({"probes": {"hessian": {"every": 0}}}), "sw")
+    fig5 = OmegaConf.create({"probes": {"hessian": {"every": 25}}})  # experiment=fig5_grid: thresholds
+    assert "python -m dlf.fig5 sw" in next_command(fig5, "sw")
 
 
 @pytest.mark.slow

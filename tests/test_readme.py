@@ -100,7 +100,11 @@ def test_readme_sweep_aggregate_and_results_snippet_run(tmp_path):
     code = re.sub(r'"outputs/multirun/[^"]+"', repr(str(tmp_path / "sw")), snippet)
     lines = code.strip().splitlines()
     ns: dict = {}
-    exec("\n".join(lines[:-1]), ns)
-    table = eval(lines[-1].split("  #")[0], ns)
+    exec("\n".join(lines[:-2]), ns)
+    table = eval(lines[-2].split("  #")[0], ns)
     assert list(table.index) == [(1.0, 100), (1.0, 300), (10.0, 100), (10.0, 300)]
     assert list(table["count"]) == [2, 2, 2, 2]
+    paired = eval(lines[-1].split("  #")[0], ns)  # A=10 against A=1 at each T, both metrics
+    assert sorted(zip(paired.metric, paired["T"])) == [("train_acc", 100), ("train_acc", 300), ("val_acc", 100),
+                                                       ("val_acc", 300)]
+    assert set(paired.n) == {2} and set(paired.kind) == {"paired"} and set(paired.family) == {2}

@@ -105,6 +105,7 @@ def test_a_signalled_run_checkpoints_and_resumes_to_the_uninterrupted_result(tmp
     d = tmp_path / "run"
     s = _summary(d)
     assert (s["status"], s["signal"], s["step"], s["checkpoint"]) == ("interrupted", f"SIG{sig}", 200, 200)
+    assert f"interrupted by SIG{sig} at step 200; checkpointed: the same command resumes" in p.stdout + p.stderr
     assert [r["step"] for r in read_jsonl(d / "metrics.jsonl")] == [0, 50, 100, 150, 200]
     again = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -1,5 +1,6 @@
-"""Phase-diagram tables: per-(A, T) statistics over seeds and phase.csv. Shared by `dlf.phase` (a
-grid in one program) and `dlf.aggregate` (a sweep of jobs)."""
+"""Phase-diagram tables: per-cell statistics over seeds (phase.csv). A cell is an (A, T) point, and
+in a sweep of jobs over other keys (optimizer.lr, model.width, ...) also its values of those keys.
+Shared by `dlf.phase` grids and `dlf.aggregate` sweeps (dlf.drive.phase_dir writes them)."""
 from __future__ import annotations
 
 import math
@@ -8,66 +9,95 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlf import outputs
-from dlf.outputs import seed_stats
+from dlf.analysis.stats import interval
 
-COLUMNS = ("A", "T", "n", "train_acc_mean", "train_acc_std", "val_acc_mean", "val_acc_std",
-           "diverged_frac", "runs")
+BASE = ("A", "T", "n", "train_acc_mean", "train_acc_ci95", "train_acc_std", "val_acc_mean", "val_acc_ci95",
+        "val_acc_std", "diverged_frac", "runs")
+INTS = ("T", "n", "runs")
 
 
 @dataclass(frozen=True)
 class Record:
-    """The final state of one run: a (A, T, seed) point; accuracies are None if it diverged."""
+    """The final state of one run: a (A, T, seed) point (and its values of the other keys a sweep
+    varies, `cell`: ((key, value), ...)); accuracies are None if it diverged."""
     A: float
     T: int
     seed: int
     train_acc: float | None
     val_acc: float | None
     diverged: bool
+    cell: tuple = ()
 
 
-def _stats(values: list[float]) -> tuple[float | None, float | None]:
-    s = seed_stats(values)  # the same mean and sample std as a run's summary.json
-    return s["mean"], s["std"]
+def columns(rows: list[dict]) -> list[str]:
+    """phase.csv's columns: the other varying keys first (in the rows' order), then BASE."""
+    extra = [k for k in (rows[0] if rows else {}) if k not in BASE]
+    return [*extra, *BASE]
 
 
 def table(records: Iterable[Record]) -> list[dict]:
-    """One row per (A, T), sorted by A then T: n = seeds that did not diverge (the mean and the
-    sample std, ddof=1, are over those), diverged_frac = diverged seeds / all seeds of the point."""
-    groups: dict[tuple[float, int], list[Record]] = {}
+    """One row per cell, sorted by the other keys, then A, then T: n = seeds that did not diverge
+    (mean, 95% interval half-width `_ci95` and sample std over those), diverged_frac = diverged
+    seeds / all seeds of the cell."""
+    groups: dict[tuple, list[Record]] = {}
     for r in records:
-        groups.setdefault((float(r.A), int(r.T)), []).append(r)
+        groups.setdefault((r.cell, float(r.A), int(r.T)), []).append(r)
     rows = []
-    for (A, T), rs in sorted(groups.items()):
+    for (cell, A, T), rs in sorted(groups.items(), key=lambda kv: (_sortable(kv[0][0]), kv[0][1], kv[0][2])):
         ok = [r for r in rs if not r.diverged]
-        tr_m, tr_s = _stats([r.train_acc for r in ok])
-        va_m, va_s = _stats([r.val_acc for r in ok])
-        rows.append(dict(A=A, T=T, n=len(ok), train_acc_mean=tr_m, train_acc_std=tr_s,
-                         val_acc_mean=va_m, val_acc_std=va_s,
-                         diverged_frac=(len(rs) - len(ok)) / len(rs), runs=len(rs)))
+        tr, va = interval(r.train_acc for r in ok), interval(r.val_acc for r in ok)
+        rows.append({**dict(cell), "A": A, "T": T, "n": len(ok), "train_acc_mean": tr["mean"],
+                     "train_acc_ci95": tr["ci95"], "train_acc_std": tr["std"], "val_acc_mean": va["mean"],
+                     "val_acc_ci95": va["ci95"], "val_acc_std": va["std"],
+                     "diverged_frac": (len(rs) - len(ok)) / len(rs), "runs": len(rs)})
     return rows
+
+
+def _sortable(cell: tuple) -> tuple:
+    return tuple((0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
+                 for _, v in cell)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     """phase.csv, written atomically."""
-    outputs.write_csv(path, COLUMNS, rows)
+    outputs.write_csv(path, columns(rows), rows)
 
 
 def read_csv(path: Path) -> list[dict]:
-    """phase.csv back as rows of numbers (empty cells -> None)."""
-    return outputs.read_csv(path, ints=("T", "n", "runs"))
+    """phase.csv back as rows (numbers as numbers, empty cells None, other keys' text as text)."""
+    return outputs.read_csv(path, ints=INTS, text_ok=True)
 
 
-def best(rows: list[dict], key: str = "val_acc_mean") -> dict | None:
-    ok = [r for r in rows if r[key] is not None]
-    return max(ok, key=lambda r: r[key]) if ok else None
+def best(rows: list[dict], key: str = "val_acc") -> dict | None:
+    """The row with the highest lower 95% bound of `key`'s mean (mean - ci95; the mean itself
+    where n = 1), i.e. the best cell that is not only lucky."""
+    ok = [r for r in rows if r[f"{key}_mean"] is not None]
+    return max(ok, key=lambda r: (r[f"{key}_mean"] - (r[f"{key}_ci95"] or 0.0), r[f"{key}_mean"])) if ok else None
+
+
+def cell_name(row: dict) -> str:
+    """`A=10 T=100` (and the other keys' values) of a row."""
+    extra = [f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in row
+             if k not in BASE and k not in STAT_KEYS and not k.startswith(("train_acc_", "val_acc_"))]
+    return " ".join([*extra, f"A={row['A']:g}", f"T={row['T']}"])
+
+
+STAT_KEYS = ("n", "runs", "diverged_frac", "metric", "baseline", "kind", "diff", "lo", "hi", "ci95", "wins",
+             "ties", "losses", "p", "p_holm", "n_cell", "n_base")
+
+
+def fmt(mean: float | None, half: float | None, n: int) -> str:
+    """`0.9563 ± 0.0081` (95% interval half-width), the mean alone for n = 1, `nan` without one."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "nan"
+    return f"{mean:.4f}" if n <= 1 or half is None else f"{mean:.4f} ± {half:.4f}"
 
 
 def describe(rows: list[dict]) -> str:
-    """A one-line summary of the best point, for logs."""
+    """A one-line summary of the best cell (by the lower bound of its validation interval), for logs."""
     b = best(rows)
     if b is None:
         return "no point has a surviving seed"
-    fmt = lambda m, s: "nan" if m is None or math.isnan(m) else (  # noqa: E731 - one seed: no spread
-        f"{m:.4f}" if b["n"] == 1 else f"{m:.4f} ± {s:.4f}")
-    return (f"best val_acc at A={b['A']:g} T={b['T']}: val {fmt(b['val_acc_mean'], b['val_acc_std'])}, "
-            f"train {fmt(b['train_acc_mean'], b['train_acc_std'])} (n={b['n']})")
+    return (f"best val_acc (by its lower 95% bound) at {cell_name(b)}: "
+            f"val {fmt(b['val_acc_mean'], b['val_acc_ci95'], b['n'])}, "
+            f"train {fmt(b['train_acc_mean'], b['train_acc_ci95'], b['n'])} (95% CI, n={b['n']})")

@@ -1,10 +1,12 @@
 """The results layer: typed records of runs read back from their directories (a dlf.train run,
-a multirun sweep of them, or a dlf.phase grid), and `load(path)` as a pandas DataFrame.
+a multirun sweep of them, or a dlf.phase grid), and `load(path)` as a pandas DataFrame of one
+schema (SCHEMA, then the config keys that vary) whatever the kind of directory.
 
     import dlf.results
     df = dlf.results.load("outputs/multirun/2026-12-02/10-00-00")   # one row per (run, seed)
-    df.groupby(["A", "T"]).val_acc.agg(["mean", "std", "count"])
-"""
+    dlf.results.compare(df, baseline="A=1")                         # paired differences, 95% CI
+
+Reading never runs code: stored configs are typed without importing their `plugins`."""
 from __future__ import annotations
 
 import json
@@ -13,12 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlf.config import Config, ConfigError, stored, to_dict
+from dlf.config import FREE, Config, ConfigError, stored, to_dict
 
-RUNS_COLUMNS = ("A", "T", "seed", "train_acc", "val_acc", "loss", "diverged_step")
+METRICS = ("train_acc", "val_acc", "loss", "ce", "val_ce")
+RUNS_COLUMNS = ("A", "T", "seed", *METRICS, "diverged_step")
+# dlf.results.load's columns and dtypes, for every kind of directory (then the varying config keys)
+SCHEMA = {"path": "str", "status": "str", "A": "float64", "T": "int64", "seed": "int64",
+          **{m: "float64" for m in METRICS}, "diverged_step": "int64", "diverged": "bool"}
 # keys a phase diagram pools over, and keys that never change what a run computes (rundir.FREE)
 POOLED_OUT = ("seed", "seeds", "schedule.A", "schedule.T", "compile_cache", "paths.output_dir")
 _JOB_DIR = re.compile(r"^(\d+)_")
+
+
+class ResultsError(ValueError):
+    """A path that holds no results this layer can read (one line, naming the path)."""
 
 
 def flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -69,9 +79,12 @@ class RunResult:
         return self.summary.get("T", self.config.schedule.T if self.config else None)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per seed: path, status, A, T, seed, the final metrics, diverged."""
-        return [{"path": str(self.path), "status": self.status, "A": self.A, "T": self.T, "seed": s,
-                 **{k: v[i] for k, v in self.finals.items()}, "diverged": s in self.diverged_seeds}
+        """One dict per seed in SCHEMA's columns (a metric the run did not record is None)."""
+        at = self.summary.get("diverged_at_step", {})
+        return [{"path": str(self.path), "status": "diverged" if s in self.diverged_seeds else self.status,
+                 "A": self.A, "T": self.T, "seed": s,
+                 **{m: self.finals[m][i] if m in self.finals else None for m in METRICS},
+                 "diverged_step": int(at.get(str(s), -1)), "diverged": s in self.diverged_seeds}
                 for i, s in enumerate(self.seeds)]
 
 
@@ -104,19 +117,26 @@ def read_run(path: Path) -> RunResult:
 
 @dataclass
 class Sweep:
-    """The runs of a multirun directory, and the jobs that never started."""
+    """The runs of a multirun directory that belong to its launch, the jobs of the launch that never
+    started, and the directories inside that are not jobs of the launch (left out, with why)."""
     root: Path
     runs: list[RunResult]
     never_started: dict[str, str]  # "job N (overrides)" -> why
+    foreign: dict[str, str] = field(default_factory=dict)  # directory -> why it is left out
 
     @property
     def varying(self) -> list[str]:
         """Config keys that differ between the complete runs (beyond those a diagram pools over)."""
-        configs = [r.settings for r in self.runs if r.complete]
-        if not configs:
-            return []
-        keys = set().union(*configs)
-        return sorted(k for k in keys if k not in POOLED_OUT and len({json.dumps(c.get(k)) for c in configs}) > 1)
+        return varying([r.settings for r in self.runs if r.complete])
+
+
+def varying(configs: list[dict[str, Any]]) -> list[str]:
+    """The keys whose values differ between flat configs (POOLED_OUT left out)."""
+    if not configs:
+        return []
+    keys = set().union(*configs)
+    return sorted(k for k in keys if k not in POOLED_OUT and k.split(".")[0] not in FREE
+                  and len({json.dumps(c.get(k)) for c in configs}) > 1)
 
 
 def _job_order(p: Path) -> tuple:
@@ -126,7 +146,7 @@ def _job_order(p: Path) -> tuple:
 
 def expected_jobs(root: Path) -> list[list[str]] | None:
     """The override lists of every job of a basic-sweeper multirun, in job-number order, from
-    the sweep's multirun.yaml (None when it is absent)."""
+    the sweep's multirun.yaml (its command line and hydra.sweeper.params); None when it is absent."""
     f = root / "multirun.yaml"
     if not f.exists():
         return None
@@ -134,66 +154,147 @@ def expected_jobs(root: Path) -> list[list[str]] | None:
 
     from dlf.tracking.naming import expand
 
-    return expand([str(t) for t in OmegaConf.load(f).hydra.overrides.task])
+    conf = OmegaConf.load(f)
+    params = OmegaConf.select(conf, "hydra.sweeper.params")
+    return expand([str(t) for t in conf.hydra.overrides.task],
+                  {str(k): str(v) for k, v in params.items()} if params else None)
+
+
+def _job_overrides(job: Path) -> list[str] | None:
+    f = job / ".hydra" / "overrides.yaml"
+    if not f.exists():
+        return None
+    import yaml
+
+    try:
+        got = yaml.safe_load(f.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return [str(o) for o in got] if isinstance(got, list) else None
 
 
 def read_sweep(root: Path) -> Sweep:
-    """Every job directory below `root` (those with a summary.json or a .hydra/), in job order."""
+    """The job directories of `root` (those with a summary.json or a .hydra/), in job order. With a
+    multirun.yaml, a job belongs to the launch when it is a direct child named `<num>_...` with a
+    job number of the launch and (where it kept them) the launch's overrides for that number; any
+    other directory is named in `foreign` and left out."""
     root = Path(root)
-    jobs = sorted({p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob(".hydra")},
-                  key=_job_order)
-    runs = [read_run(j) for j in jobs if j != root]
+    found = {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob(".hydra")}
+    expected = expected_jobs(root)
+    runs, foreign = [], {}
+    for job in sorted(found - {root}, key=_job_order):
+        name = job.relative_to(root).as_posix()
+        if expected is not None:
+            m = _JOB_DIR.match(job.name)
+            if job.parent != root or not m or int(m.group(1)) >= len(expected):
+                if not any(f in job.parents for f in found - {root}):  # name the top directory only
+                    foreign[name] = "not a job of this sweep's launch (multirun.yaml)"
+                continue
+            got = _job_overrides(job)
+            if got is not None and sorted(got) != sorted(expected[int(m.group(1))]):
+                foreign[name] = (f"its overrides ({' '.join(got)}) are not job {m.group(1)}'s of this launch "
+                                 f"({' '.join(expected[int(m.group(1))])})")
+                continue
+        runs.append(read_run(job))
     nums = {int(m.group(1)) for r in runs if (m := _JOB_DIR.match(r.path.name))}
     never = {}
-    expected = expected_jobs(root)
     if expected is not None:
         for num, overrides in enumerate(expected):
             if num not in nums:
                 never[f"job {num} ({' '.join(overrides)})"] = "never started"
-    return Sweep(root, runs, never)
+    return Sweep(root, runs, never, foreign)
 
 
-def write_runs_csv(path: Path, final: list[dict]) -> None:
-    """runs.csv: one row per (A, T, seed) with its final values ('' where None), written atomically."""
+def write_runs_csv(path: Path, final: list[dict], keys: list[str] = ()) -> None:
+    """runs.csv: one row per run with the other varying `keys` first, then RUNS_COLUMNS ('' where
+    None), written atomically."""
     from dlf.outputs import write_csv
 
-    write_csv(path, RUNS_COLUMNS, final)
+    write_csv(path, [*keys, *RUNS_COLUMNS], final)
 
 
 def read_runs_csv(path: Path) -> list[dict[str, Any]]:
+    """runs.csv back as rows (a column a grid of an older version did not write is None)."""
     from dlf.outputs import read_csv
 
-    return read_csv(path, ints=("T", "seed", "diverged_step"))
+    rows = read_csv(path, ints=("T", "seed", "diverged_step"), text_ok=True)
+    return [{**{k: None for k in RUNS_COLUMNS}, **r} for r in rows]
 
 
-def _with_config(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """row plus config keys; a key the row has already (the config's `loss` = the loss function's
-    name vs the metric `loss`) goes in as `config.<key>`: a run's values are never replaced."""
-    return {**row, **{(f"config.{k}" if k in row else k): v for k, v in config.items()}}
+def kind(path: Path) -> str:
+    """`run` (a dlf.train run directory), `grid` (a dlf.phase directory) or `sweep` (a multirun
+    directory); a path that holds none of them is a ResultsError."""
+    path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"{path} does not exist; give a run, sweep or dlf.phase directory")
+    if not path.is_dir():
+        raise ResultsError(f"{path} is a file; give a run, sweep or dlf.phase directory")
+    if (path / "summary.json").exists():
+        try:
+            s = json.loads((path / "summary.json").read_text())
+        except (OSError, ValueError):
+            s = None
+        grid = isinstance(s, dict) and "points" in s
+        return "grid" if grid or (path / "runs.csv").exists() or (path / "runs.partial.jsonl").exists() else "run"
+    jobs = any(c.is_dir() and ((c / "summary.json").exists() or (c / ".hydra").is_dir()) for c in path.iterdir())
+    if (path / "multirun.yaml").exists() or jobs:
+        return "sweep"
+    raise ResultsError(f"{path} holds no results (no summary.json, no multirun.yaml, no job directories)")
 
 
 def records(path: Path) -> list[dict[str, Any]]:
-    """One dict per (run, seed) of a dlf.phase directory (its runs.csv), a sweep, or one run."""
+    """One dict per (run, seed) of a dlf.phase directory (its runs.csv), a sweep (the jobs of its
+    launch) or one run, in SCHEMA's columns, then the config keys that vary between its runs."""
     path = Path(path)
-    if (path / "runs.csv").exists():
-        cfg = settings(read_run(path).config) if (path / "summary.json").exists() else {}
-        cfg = {k: v for k, v in cfg.items() if k not in POOLED_OUT and k not in ("grid.A", "grid.T")}
-        return [_with_config({"path": str(path), "status": "diverged" if r["diverged_step"] is not None
-                              and r["diverged_step"] >= 0 else "ok", **r,
-                              "diverged": r["diverged_step"] is not None and r["diverged_step"] >= 0}, cfg)
-                for r in read_runs_csv(path / "runs.csv")]
-    if (path / "summary.json").exists() and not any(path.glob("*/summary.json")):
-        runs = [read_run(path)]
-        varying: list[str] = []
-    else:
-        sweep = read_sweep(path)
-        runs, varying = sweep.runs, sweep.varying
-    return [_with_config(row, {k: r.settings.get(k) for k in varying}) for r in runs for row in r.rows()]
+    k = kind(path)
+    if k == "grid":
+        run = read_run(path)
+        if not (path / "runs.csv").exists():
+            raise ResultsError(f"{path}: a dlf.phase grid without runs.csv (status {run.status}: "
+                               f"{run.error or 'not finished'}); rerun its command to finish it")
+        rows = []
+        for r in read_runs_csv(path / "runs.csv"):
+            dead = r["diverged_step"] is not None and r["diverged_step"] >= 0
+            rows.append({"path": str(path), "status": "diverged" if dead else "ok", "A": r["A"], "T": r["T"],
+                         "seed": r["seed"], **{m: r[m] for m in METRICS},
+                         "diverged_step": -1 if r["diverged_step"] is None else r["diverged_step"], "diverged": dead,
+                         **{c: r[c] for c in r if c not in RUNS_COLUMNS}})
+        return rows
+    runs = [read_run(path)] if k == "run" else read_sweep(path).runs
+    keys = varying([r.settings for r in runs if r.complete])
+    rows = [{**row, **{c: r.settings.get(c) for c in keys}} for r in runs for row in r.rows()]
+    if not rows and k == "run":
+        raise ResultsError(f"{path}: no finished run ({runs[0].status}: {runs[0].error or 'no seeds'})")
+    return rows
 
 
 def load(path: Path):
-    """A pandas DataFrame of `records(path)`: one row per (run, seed) with A, T, seed, the final
-    metrics (train_acc, val_acc, loss, ...), status and every config key that varies."""
+    """A pandas DataFrame of `records(path)`: one row per (run, seed) with SCHEMA's columns and
+    dtypes (metrics NaN where a seed diverged or did not record them), then every config key that
+    varies (with a `config.` prefix where the key is also a column, e.g. `config.loss`)."""
     import pandas as pd
 
-    return pd.DataFrame(records(path))
+    rows = records(path)
+    df = pd.DataFrame(rows, columns=list(SCHEMA) + [c for c in (rows[0] if rows else {}) if c not in SCHEMA])
+    extra = {c: f"config.{c}" for c in df.columns[len(SCHEMA):] if c in SCHEMA}
+    return df.astype(SCHEMA).rename(columns=extra)
+
+
+def compare(df, baseline: str = "A=1", metrics: tuple[str, ...] = ("val_acc", "train_acc")):
+    """Paired comparisons (dlf.analysis.compare) of every cell of a `load`ed table against its
+    baseline cell: one row per (cell, metric) with the mean difference, its 95% interval, wins,
+    ties, losses, n, raw and Holm-adjusted p and the family size."""
+    import pandas as pd
+
+    from dlf.analysis.compare import COLUMNS
+    from dlf.analysis.compare import compare as compare_runs
+
+    keys = [*cell_keys(df), "A", "T"]
+    rows = compare_runs(df.to_dict("records"), keys, baseline, metrics)
+    return pd.DataFrame(rows, columns=[*keys, *COLUMNS])
+
+
+def cell_keys(df) -> list[str]:
+    """The columns of a loaded table (after SCHEMA) that define cells beside A and T: the varying
+    config keys."""
+    return [c for c in df.columns if c not in SCHEMA]

@@ -26,7 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = read_run(args.dir).config if (args.dir / "summary.json").exists() else None
     title = phase_title(cfg) if cfg is not None else args.dir.name
     out = args.out or args.dir / "phase.png"
-    plot(out, read_csv(csv_path), title, unit_scale=args.unit_scale)
+    comparison, reading = None, None
+    if (args.dir / "compare.csv").exists():
+        from dlf.analysis import compare as cmp
+        from dlf.outputs import read_csv as read_any
+
+        comparison = read_any(args.dir / "compare.csv", ints=("T", "n", "wins", "ties", "losses", "family", "n_cell",
+                                                            "n_base"), text_ok=True)
+        reading = cmp.reading(cmp.verdict(comparison))
+    plot(out, read_csv(csv_path), title, unit_scale=args.unit_scale, comparison=comparison, reading=reading)
     print(f"wrote {out}")
     return 0
 

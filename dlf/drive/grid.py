@@ -54,6 +54,9 @@ def check(cfg: Config) -> None:
             raise ConfigError(f"{key}={list(vals)} is not allowed; expected distinct values")
     if cfg.grid.shard is not None and cfg.grid.shard >= cfg.grid.shards:
         raise ConfigError(f"grid.shard={cfg.grid.shard} is not allowed; expected < grid.shards={cfg.grid.shards}")
+    from dlf.analysis.compare import parse_baseline
+
+    parse_baseline(cfg.stats.baseline, ["A", "T"])  # a key a grid's cells do not have: one line, now
     if cfg.grid.shards > len(points(cfg)):
         raise ConfigError(f"grid.shards={cfg.grid.shards} is not allowed; expected <= {len(points(cfg))}, the "
                           "number of grid points")
@@ -77,7 +80,8 @@ def merge(root: Path) -> dict[str, Any]:
     final = [done[A, T, s] for A, T in points(cfg) for s in seeds]
     summary = phase_dir.write(root, final, phase_dir.title(cfg), {
         "status": "ok", "seeds": list(seeds), "steps": cfg.train.steps, "shards": len(shards),
-        "git_sha": outputs.git_sha(), "config": config_lib.to_dict(cfg)})
+        "git_sha": outputs.git_sha(), "config": config_lib.to_dict(cfg)},
+        baseline=cfg.stats.baseline, metric=cfg.stats.metric)
     log.info("dlf.phase: merged %d shards into %s: %s", len(shards), root, phase_dir.describe(root))
     return summary
 
@@ -128,8 +132,8 @@ def _row(r, last: dict, j: int) -> dict[str, Any]:
     """The runs.csv row of run r, the j-th of its chunk (values null where it diverged)."""
     dead = bool(last["diverged_step"][j] >= 0)
     value = lambda k: None if dead else float(last[k][j])  # noqa: E731
-    return dict(A=r.A, T=r.T, seed=r.seed, train_acc=value("train_acc"), val_acc=value("val_acc"),
-                loss=value("loss"), diverged_step=int(last["diverged_step"][j]))
+    return dict(A=r.A, T=r.T, seed=r.seed, **{k: value(k) for k in results.METRICS},
+                diverged_step=int(last["diverged_step"][j]))
 
 
 def _train_grid(s: Session) -> dict[str, Any]:
@@ -181,14 +185,16 @@ def _train_grid(s: Session) -> dict[str, Any]:
             progress.chunk_done(i, n, train_s)
             if s.after_chunk(i + 1) and i < n_chunks - 1:
                 return s.interrupted({"runs_done": len(done), "runs": len(runs)},
-                                     f"the same command goes on ({partial.name})")
+                                     f"with {len(done)} of {len(runs)} runs done ({partial.name})",
+                                     "the same command goes on")
 
     final = [done[r.A, r.T, r.seed] for r in runs]
     summary = phase_dir.write(out_dir, final, phase_dir.title(cfg), {
         "status": "ok", "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)), "steps": steps,
         "chunk_runs": size, "step": b.step_name, "vmap_size": vmap_size, "chunks": n_chunks, "devices": n_dev,
         "backend": jax.default_backend(), "compile_s": compile_s, "train_s": train_s,
-        "run_steps_per_s": len(todo) * steps / train_s if train_s else None, **s.provenance()})
+        "run_steps_per_s": len(todo) * steps / train_s if train_s else None, **s.provenance()},
+        baseline=cfg.stats.baseline, metric=cfg.stats.metric)
     log.info("dlf.phase: %s | %.1f s (compile %.1f s), %s run-steps/s", phase_dir.describe(out_dir),
              summary["wall_s"], compile_s, f"{summary['run_steps_per_s']:.0f}" if train_s else "-")
     return summary

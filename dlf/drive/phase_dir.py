@@ -1,6 +1,7 @@
 """The one writer of a phase-diagram directory, used by `dlf.phase` grids, merged grid shards and
-`dlf.aggregate` sweeps: runs.csv (one row per run), phase.csv (one row per (A, T)), phase.png and
-a JSON record (summary.json of a grid, aggregate.json of a sweep), written last."""
+`dlf.aggregate` sweeps: runs.csv (one row per run), phase.csv (one row per cell: mean, 95%
+interval, std, n), compare.csv (every cell against its baseline, paired by seed), phase.png and a
+JSON record (summary.json of a grid, aggregate.json of a sweep), written last."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dlf import outputs
+from dlf.analysis import compare as cmp
 from dlf.analysis import phase_table, results
 from dlf.config import Config
 
@@ -22,35 +24,67 @@ def title(cfg: Config) -> str:
             f"{cfg.schedule.shape}: {cfg.seeds} seeds, {cfg.train.steps} steps")
 
 
-def records(runs: list[dict[str, Any]]) -> list[phase_table.Record]:
+def records(runs: list[dict[str, Any]], keys: list[str] = ()) -> list[phase_table.Record]:
     """runs.csv rows as the records a phase table pools (a diverged run has diverged_step >= 0)."""
     return [phase_table.Record(r["A"], r["T"], r["seed"], r["train_acc"], r["val_acc"],
-                               r["diverged_step"] is not None and r["diverged_step"] >= 0) for r in runs]
+                               r["diverged_step"] is not None and r["diverged_step"] >= 0,
+                               tuple((k, r[k]) for k in keys)) for r in runs]
+
+
+def best(rows: list[dict], comparison: list[dict], metric: str) -> dict | None:
+    """The best cell: by the lower 95% bound of its paired difference to the baseline (the cell's
+    row with the difference beside it), else (no baseline) by the lower bound of its own mean."""
+    v = cmp.verdict(comparison, metric)
+    if v["best"] is None:
+        return phase_table.best(rows, metric)
+    b = v["best"]
+    row = next(r for r in rows if all(r[k] == b[k] for k in r if k not in phase_table.BASE) and
+               (r["A"], r["T"]) == (b["A"], b["T"]))
+    return {**row, **{f"{metric}_{k}": b[k] for k in ("diff", "lo", "hi", "n", "wins", "losses", "p_holm")},
+            "baseline": b["baseline"]}
 
 
 def write(root: Path, runs: list[dict[str, Any]], figure_title: str, record: dict[str, Any],
-          record_name: str = "summary.json") -> dict[str, Any]:
-    """Write runs.csv, phase.csv, phase.png (a failure there is a warning) and `record_name` (the
-    `record` plus points, runs, diverged_runs and the best point) into `root`; returns that record."""
-    root = Path(root)
-    recs = records(runs)
+          record_name: str = "summary.json", keys: list[str] = (), baseline: str = "A=1",
+          metric: str = "val_acc") -> dict[str, Any]:
+    """Write runs.csv, phase.csv, compare.csv, phase.png (a failure there is a warning) and
+    `record_name` (the `record` plus points, runs, diverged_runs, the comparison's verdict and the
+    best cell) into `root`; `keys` are the other varying keys that define cells beside (A, T).
+    Returns that record."""
+    root, keys = Path(root), list(keys)
+    recs = records(runs, keys)
     rows = phase_table.table(recs)
-    results.write_runs_csv(root / "runs.csv", runs)
+    comparison = cmp.compare(runs, [*keys, "A", "T"], baseline)
+    verdict = cmp.verdict(comparison, metric, baseline)
+    results.write_runs_csv(root / "runs.csv", runs, keys)
     phase_table.write_csv(root / "phase.csv", rows)
+    outputs.write_csv(root / "compare.csv", [*keys, "A", "T", *cmp.COLUMNS], comparison)
     if rows:
         try:
             from dlf.figures.phase import plot
 
-            plot(root / "phase.png", rows, figure_title)
+            plot(root / "phase.png", rows, figure_title, comparison=comparison, reading=cmp.reading(verdict))
         except Exception as e:  # noqa: BLE001 - a picture of the results; never the results themselves
             log.warning("dlf: the phase figure failed (%s: %s); the results are kept", type(e).__name__, e)
     head = {k: record[k] for k in ("status",) if k in record}
     out = {**head, "points": len(rows), "runs": len(runs), "diverged_runs": sum(r.diverged for r in recs),
-           "best": phase_table.best(rows), **record}
+           "best": best(rows, comparison, metric), "comparison": {k: v for k, v in verdict.items() if k != "best"},
+           **record}
     outputs.write_json(root / record_name, out)
     return out
 
 
-def describe(root: Path) -> str:
-    """The one-line summary of the best point of a written phase directory."""
-    return phase_table.describe(phase_table.read_csv(Path(root) / "phase.csv"))
+def describe(root: Path, metric: str = "val_acc") -> str:
+    """The one-line summary of a written phase directory: its best cell (as `best` picks it) and
+    the comparison's reading."""
+    rows = phase_table.read_csv(Path(root) / "phase.csv")
+    comparison = outputs.read_csv(Path(root) / "compare.csv", ints=("T", "n", "wins", "ties", "losses", "family",
+                                                                    "n_cell", "n_base"), text_ok=True)
+    b = best(rows, comparison, metric)
+    if b is None:
+        return "no point has a surviving seed"
+    m = f"{metric} {phase_table.fmt(b[f'{metric}_mean'], b[f'{metric}_ci95'], b['n'])} (95% CI, n={b['n']})"
+    if f"{metric}_diff" in b and b[f"{metric}_lo"] is not None:
+        m += (f", {b[f'{metric}_diff']:+.4f} [{b[f'{metric}_lo']:+.4f}, {b[f'{metric}_hi']:+.4f}] against "
+              f"{b['baseline']} (paired, n={b[f'{metric}_n']})")
+    return f"best cell {phase_table.cell_name(b)}: {m}; {cmp.reading(cmp.verdict(comparison, metric))}"

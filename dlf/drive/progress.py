@@ -22,10 +22,10 @@ HEARTBEAT_S = 30.0
 
 
 def pm(stats: dict[str, Any]) -> str:
-    """`mean ± std` of seed statistics; the mean alone for one seed (no spread to show)."""
+    """`mean ± half-width of its 95% interval` of seed statistics; the mean alone for one seed."""
     if not stats["n"]:
         return "nan"
-    return f"{stats['mean']:.4f}" if stats["n"] == 1 else f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+    return f"{stats['mean']:.4f}" if stats["n"] == 1 else f"{stats['mean']:.4f} ± {stats['ci95']:.4f}"
 
 
 def _duration(s: float) -> str:
@@ -191,5 +191,15 @@ class SweepProgress(Callback):
         d = config.hydra.sweep.dir
         # jobs run elsewhere (submitit) report their ends in their own logs, not to this process
         counts = f"{self.done} job(s), {self.failed} failed, " if self.done else ""
-        log.info("dlf: sweep finished: %s%s. Phase diagram of it: python -m dlf.aggregate %s",
-                 counts, _duration(time.perf_counter() - self.t0), d)
+        log.info("dlf: sweep finished: %s%s. %s", counts, _duration(time.perf_counter() - self.t0),
+                 next_command(config, d))
+
+
+def next_command(config, sweep_dir: str) -> str:
+    """What to run on a finished sweep: the threshold fit of a sweep with the Hessian probe on
+    (dlf.fig5), else the phase diagram and paired comparisons of every varying key (dlf.aggregate)."""
+    from omegaconf import OmegaConf
+
+    if (OmegaConf.select(config, "probes.hessian.every", default=0) or 0) > 0:
+        return f"Threshold against the learning rate (Fig. 5): python -m dlf.fig5 {sweep_dir}"
+    return f"Phase diagram and paired comparisons of it: python -m dlf.aggregate {sweep_dir}"

@@ -109,7 +109,7 @@ def dynamics_figure(cfg: Config, out_dir: Path, rows: list[dict], gamma_dense: n
 def log_final(summary: dict[str, Any]) -> None:
     from dlf.drive.progress import pm  # mean ± std, the mean alone for one seed
     f = summary["final"]
-    log.info("dlf: %s | train_acc %s | val_acc %s (n=%d) | %.1f s (compile %.1f s)", summary["status"],
+    log.info("dlf: %s | train_acc %s | val_acc %s (95%% CI, n=%d) | %.1f s (compile %.1f s)", summary["status"],
              pm(f["train_acc"]), pm(f["val_acc"]), f["val_acc"]["n"], summary["wall_s"], summary["compile_s"])
     if summary["diverged_seeds"]:
         log.warning("dlf: seeds %s diverged (non-finite loss) at steps %s; they are excluded from "

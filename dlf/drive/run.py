@@ -156,6 +156,7 @@ def _train(s: Session, group: str | None) -> dict[str, Any]:
     checkpoints.close()
     if stopped_at:
         summary = s.interrupted({unit_name: stopped_at[0], "checkpoint": stopped_at[0] if can_resume else None},
+                                f"at {unit_name} {stopped_at[0]}",
                                 "checkpointed: the same command resumes" if can_resume else
                                 "runs with probes do not checkpoint: the same command starts again")
         mirror.finish(summary, [])

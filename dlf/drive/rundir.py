@@ -26,8 +26,7 @@ from dlf.errors import ConfigError
 
 log = logging.getLogger("dlf")
 
-# keys that may differ between two processes working on one run directory (not the run's result)
-FREE = ("logger", "compile_cache", "checkpoint", "grid", "paths")
+FREE = config_lib.FREE  # keys that may differ between two processes working on one run directory
 FINISHED = ("ok", "diverged")
 
 

@@ -126,14 +126,13 @@ class Session:
     def provenance(self) -> dict[str, Any]:
         return {"wall_s": time.perf_counter() - self.t_start, "git_sha": outputs.git_sha(), "config": to_dict(self.cfg)}
 
-    def interrupted(self, fields: dict[str, Any], then: str) -> dict[str, Any]:
-        """Record `interrupted` (with `fields`: where it stopped) in summary.json; `then` says what
-        the same command does next."""
+    def interrupted(self, fields: dict[str, Any], where: str, then: str) -> dict[str, Any]:
+        """Record `interrupted` (with `fields`) in summary.json and say so in one line: interrupted
+        by SIG... `where` (at step 9000, with 4 of 8 runs done); `then`: what the same command does."""
         name = signal.Signals(self.stop.signum).name
         summary = {"status": "interrupted", "signal": name, **fields, **self.provenance()}
         outputs.write_json(self.out_dir / "summary.json", summary)
-        log.warning("%s: interrupted by %s (%s); %s", self.what, name,
-                    ", ".join(f"{k} {v}" for k, v in fields.items()), then)
+        log.warning("%s: interrupted by %s %s; %s", self.what, name, where, then)
         return summary
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:

@@ -48,17 +48,17 @@ def swept_keys(task: list[str], sweeper_params: dict | None) -> list[str]:
     return [o.key_or_group for o in _sweep(task, sweeper_params)]
 
 
-def expand(task: list[str]) -> list[list[str]]:
-    """Every job's overrides of a basic-sweeper multirun's command line, in job-number order (the
-    product of the sweep overrides' values, the last key varying fastest)."""
-    lists = []
-    for o in parse(task):
+def expand(task: list[str], sweeper_params: dict | None = None) -> list[list[str]]:
+    """Every job's overrides of a basic-sweeper multirun, in job-number order, as Hydra's basic
+    sweeper makes them: `hydra.sweeper.params` first, then the command line (a later override of
+    the same key takes its value, the first one's place), the product of the sweep values with
+    the last key varying fastest."""
+    final: dict[str, list[str]] = {}
+    for o in parse([*(f"{k}={v}" for k, v in (sweeper_params or {}).items()), *task]):
         key = o.get_key_element()
-        if o.is_sweep_override():
-            lists.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-        else:
-            lists.append([f"{key}={o.get_value_element_as_str()}"])
-    return [list(c) for c in itertools.product(*lists)]
+        final[key] = ([f"{key}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+                      else [f"{key}={o.get_value_element_as_str()}"])
+    return [list(c) for c in itertools.product(*final.values())]
 
 
 def sweep_size(task: list[str], sweeper_params: dict | None) -> int | None:
