@@ -222,9 +222,24 @@ def fig3_off(reuse: bool) -> None:
         cells = " | ".join(f"{r['train']:.3f} ± {r['train_ci']:.3f} / {r['val']:.3f} ± {r['val_ci']:.3f}"
                            for r in res[align][0])
         body.append(f"| off at {off} (`off_align={align}`) | {cells} |")
+    from dlf.analysis.results import read_runs_csv
+    from dlf.analysis.stats import paired
+
+    runs = {a: {(r["A"], r["seed"]): r["val_acc"] for r in read_runs_csv(OUT / "fig3_off" / a / "runs.csv")}
+            for a in ("literal", "period")}
+    effects = []
+    for A in sorted({A for A, _ in runs["literal"]}):
+        seeds = sorted(s for (a, s) in runs["literal"] if a == A and runs["literal"][A, s] is not None
+                       and runs["period"].get((A, s)) is not None)
+        e = paired([runs["period"][A, s] for s in seeds], [runs["literal"][A, s] for s in seeds])
+        effects.append(f"A={A:g}: {e['diff']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}] ({e['wins']}/{e['ties']}/"
+                       f"{e['losses']} w/t/l, n={e['n']})")
     text = f"""{head}
 |---|---|---|---|
 {chr(10).join(body)}
+
+Validation accuracy, `period` minus `literal`, paired by seed (95% interval; 3 comparisons):
+{'; '.join(effects)}.
 
 (`python -m dlf.phase {' '.join(FIG3_OFF)} schedule.off_last_periods=1 schedule.off_align=literal|period`,
 {res['literal'][1]} s and {res['period'][1]} s on the 2-core CPU, {stamp(shas)};
