@@ -145,23 +145,22 @@ def test_auto_is_fused_on_cpu_only():
 
 
 def _option_values(f: dataclasses.Field) -> list:
-    """Values of an MLP config field to try: every choice, or the default and another value."""
-    if f.name == "name":
-        return [f.default]
+    """Values of an MLP config field to try beside the default config: every other choice, or
+    another width (the default config itself is the first case)."""
     if f.metadata.get("choices"):
-        return list(f.metadata["choices"])
-    return [f.default, f.default + 7] if isinstance(f.default, int) else [f.default]
+        return [v for v in f.metadata["choices"] if v != f.default]
+    return [13] if f.name == "width" else []
 
 
-MLP_OPTIONS = [(f.name, v) for f in dataclasses.fields(MLPConfig) for v in _option_values(f)]
+MLP_OPTIONS = [("width", 7)] + [(f.name, v) for f in dataclasses.fields(MLPConfig) for v in _option_values(f)]
 
 
 @pytest.mark.parametrize("key, value", MLP_OPTIONS, ids=[f"{k}={v}" for k, v in MLP_OPTIONS])
 def test_every_mlp_option_is_fused_and_exact_or_sent_to_the_generic_step(key, value):
-    """Every option of the MLP (each field of MLPConfig, each of its choices) either trains with
+    """Every option of the MLP (each field of MLPConfig, each of its other choices) either trains with
     the fused step to the generic step's result (float64, 30 steps at lr 1: < 1e-12) or, where the
     model's FusedSupport does not declare it, is trained by the generic step."""
-    model = {"width": 7, key: value} if key != "width" else {key: value}
+    model = {"width": 7, key: value}  # (width, 7): the default config at a small width
     cfg_f = cfg_of("auto", precision="float64", model=model, train={"steps": 30, "log_every": 30})
     if model_blocker(cfg_f.model) is not None:
         with jax.enable_x64(True):
