@@ -73,8 +73,20 @@ def stamp(summaries: list[dict]) -> str:
     return ("commit " if len(shas) == 1 else "commits ") + ", ".join(shas)
 
 
-def pm(m, s, f=".3f") -> str:
-    return f"{m:{f}} ± {s:{f}}"
+def ci_of(mean, std, n, f=".3f") -> str:
+    """`mean ± half-width of the 95% t interval (n=...)` from a mean, sample std and n."""
+    from dlf.analysis.stats import t_quantile
+
+    half = t_quantile(0.975, n - 1) * std / n ** 0.5 if n > 1 else None
+    return f"{mean:{f}} (n=1)" if half is None else f"{mean:{f}} ± {half:{f}} (95% CI, n={n})"
+
+
+def ci(values, f=".3f") -> str:
+    """`mean ± half-width of the 95% t interval (n=...)` of the finite values."""
+    from dlf.analysis.stats import interval
+
+    v = interval(values)
+    return f"{v['mean']:{f}} (n=1)" if v["n"] == 1 else f"{v['mean']:{f}} ± {v['ci95']:{f}} (95% CI, n={v['n']})"
 
 
 def fig4(reuse: bool) -> None:
@@ -84,7 +96,7 @@ def fig4(reuse: bool) -> None:
     t, lr = s["threshold"], run.config.optimizer.lr
     z = np.load(OUT / "fig4" / "probes.npz")
     r0 = t["per_seed"][0]
-    seeds = "; ".join(f"seed {r['seed']}: {pm(r['mean'], r['std'])} (n={r['n']})" for r in t["per_seed"])
+    seeds = "; ".join(f"seed {r['seed']}: {ci(r['values'])}" for r in t["per_seed"])
     first = [(o, v) for o, v in zip(r0["cascade_onsets"], r0["values"])]
     ntk = z["ntk_lambda_max"][0]
     lit = t["literal"]
@@ -95,10 +107,10 @@ def fig4(reuse: bool) -> None:
 {s['wall_s']:.0f} s on the 2-core CPU ({s['compile_s']:.0f} s compilation), {stamp([s])}.
 
 - Threshold (first onset of each cascade, branch-averaged Hessian lambda_max; `summary.json`
-  `threshold`): seed 0 **{pm(r0['mean'], r0['std'])}** over {r0['n']} cascades, i.e.
+  `threshold`): seed 0 **{ci(r0['values'])}** over its cascades, i.e.
   {100 * (r0['mean'] * lr / 2 - 1):+.1f}% from 2/eta = {2 / lr:g}. All seeds: {seeds}; pooled
-  {pm(t['mean'], t['std'])} over {t['n']} cascades (median {np.median(pooled):.3f}), per-seed means
-  {pm(t['seed_mean']['mean'], t['seed_mean']['std'])} (n={t['seed_mean']['n']},
+  {ci(pooled)} over all cascades (median {np.median(pooled):.3f}), per-seed means
+  {ci([r['mean'] for r in t['per_seed'] if r['mean'] is not None])},
   {100 * (t['seed_mean']['mean'] * lr / 2 - 1):+.1f}%
   from 2/eta). The spread is heavy-tailed: the largest value, {worst[0]:.2f}, is seed {worst[1]}'s cascade at
   step {worst[2]}, one of the short late cascades near a period boundary, where lambda_max jumps
@@ -109,7 +121,7 @@ def fig4(reuse: bool) -> None:
 - Seed 0's cascades start at steps {', '.join(f'{o:,}'.replace(',', ' ') for o, _ in first)} with lambda_max
   {', '.join(f'{v:.2f}' for _, v in first)}.
 - Paper-literal variant (lambda_max before the first and after the last jump >= {t['detector']['jump']}
-  between samples, around each cascade): {pm(lit['mean'], lit['std'])} over {lit['n']} starts and ends
+  between samples, around each cascade): {ci_of(lit['mean'], lit['std'], lit['n'])} over its starts and ends
   (mean jump {lit['jump_mean']:.3f}). It is lower: the lambda_max samples already alternate by ~0.1 in the
   approach to 2/eta (we read this as a stable but oscillating mode driven by the moving
   landscape), so the first jump comes before the instability.
@@ -134,10 +146,8 @@ def fig5(reuse: bool) -> None:
     bc = [train(root / "a1" / f"w{w}", FIG5BC + [f"model.width={w}"], reuse) for w in FIG5_WIDTHS]
     groups, skipped = f5.fig5(root, DOCS / "fig5")
     wall = {w: sum(r.summary["wall_s"] for r in runs if r.config.model.width == w) for w in FIG5_WIDTHS}
-    rows = []
-    for g in groups:
-        for eta, m, se in zip(g["eta"], g["mean"], g["sem"]):
-            rows.append(f"| {g['width']} | {eta:g} | {m:.3f} ± {se:.3f} | {m * eta / 2:.3f} |")
+    rows = [f"| {p.width} | {p.eta:g} | {ci(p.values)} | {p.mean * p.eta / 2:.3f} |"
+            for p in f5.pool(f5.collect(root)[0])]
     fits = "\n".join(f"- {f5.describe(g)}" for g in groups)
     per_seed = [(run.config.optimizer.lr, r["mean"]) for run in runs for r in run.summary["threshold"]["per_seed"]
                 if r["mean"] is not None]
@@ -162,7 +172,7 @@ train.steps=round({FIG5_STEPS}/eta)` (T = 5000/eta, five periods; {stamp([r.summ
 `python -m dlf.fig5`. CPU cost (all five eta, 4 seeds, the 2-core CPU shared with other jobs):
 {' and '.join(f"{wall[w]:.0f} s (width {w})" for w in FIG5_WIDTHS)}.{' Skipped: ' + str(skipped) if skipped else ''}
 
-| width | eta | threshold (mean ± s.e. over seeds) | threshold / (2/eta) |
+| width | eta | threshold (mean over seeds ± 95% CI) | threshold / (2/eta) |
 |---|---|---|---|
 {chr(10).join(rows)}
 
