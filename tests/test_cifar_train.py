@@ -23,7 +23,7 @@ def cifar_dir(tmp_path_factory):
 def tiny(cifar_dir, *extra):
     return ["model=myrtle5", "model.width=4", f"dataset.path={cifar_dir}", "train.epochs=6",
             "train.batch_size=16", "train.log_every=1", "optimizer.warmup_epochs=2",
-            "schedule.off_from_epoch=5", "schedule.T=6", "compile_cache=null", *extra]
+            "schedule.off_from_epoch=5", "schedule.T=6", *extra]
 
 
 def _summary(d):

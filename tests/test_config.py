@@ -63,7 +63,7 @@ def _image(option_overrides, cifar_dir):
     """Tiny overrides for options that train on CIFAR-10 images (epochs of mini-batches)."""
     model = ["model.depth=10", "model.widen=1"] if "wrn" in option_overrides[0] else ["model.width=4"]
     return [f"dataset.path={cifar_dir}", "train.epochs=1", "train.batch_size=20", "train.log_every=1",
-            "seeds=2", *model, "checkpoint.every_epochs=0", "compile_cache=null"]
+            "seeds=2", *model, "checkpoint.every_epochs=0"]
 
 
 def _is_image(option: str) -> bool:

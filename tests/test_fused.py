@@ -89,6 +89,7 @@ def test_fused_equals_generic_float32_2000_steps_lr_01():
     np.testing.assert_array_equal(rows_f[-1][1]["train_acc"], rows_g[-1][1]["train_acc"])
 
 
+@pytest.mark.slow  # trains every run of a small grid to divergence
 def test_divergence_detected_and_frozen_per_run():
     # run 0 starts with parameters 1e20 times too large: its float32 logits overflow (F = inf) at the
     # first step; both paths freeze it there with its last finite parameters, and train the
@@ -111,6 +112,7 @@ def test_same_initial_params_on_either_path():
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow  # a whole driver run (the slow tier)
 def test_outputs_identical_in_form(tmp_path):
     sums, rows = {}, {}
     for step in ("fused", "generic"):
@@ -155,6 +157,7 @@ def _option_values(f: dataclasses.Field) -> list:
 MLP_OPTIONS = [("width", 7)] + [(f.name, v) for f in dataclasses.fields(MLPConfig) for v in _option_values(f)]
 
 
+@pytest.mark.slow  # one compiled grid per option
 @pytest.mark.parametrize("key, value", MLP_OPTIONS, ids=[f"{k}={v}" for k, v in MLP_OPTIONS])
 def test_every_mlp_option_is_fused_and_exact_or_sent_to_the_generic_step(key, value):
     """Every option of the MLP (each field of MLPConfig, each of its other choices) either trains with
@@ -191,6 +194,7 @@ def test_a_model_field_the_fused_step_does_not_declare_sends_the_run_to_the_gene
         MODELS.unregister("mlp_plus")
 
 
+@pytest.mark.slow  # a whole driver run (the slow tier)
 def test_phase_grid_is_fused_by_default_on_cpu_and_equals_the_generic_grid(tmp_path):
     """dlf.phase (traced A, T and stop step per run) trains with the fused step under train.step=auto
     and gives the generic engine's runs (float64: the same accuracies, losses to rounding)."""
@@ -212,6 +216,7 @@ def test_phase_grid_is_fused_by_default_on_cpu_and_equals_the_generic_grid(tmp_p
     np.testing.assert_allclose(out["auto"]["loss"], out["generic"]["loss"], rtol=1e-9)
 
 
+@pytest.mark.slow  # a whole driver run (the slow tier)
 def test_fused_metrics_are_the_plain_evaluation_of_the_trained_parameters():
     """Fast-math is for the training steps only: every metrics row of a fused run equals the
     generic evaluator (plain compile, one run) applied to the parameters trained so far."""
@@ -226,6 +231,7 @@ def test_fused_metrics_are_the_plain_evaluation_of_the_trained_parameters():
                 assert float(rows[-1][k][i]) == float(plain[k]), (k, i)
 
 
+@pytest.mark.slow  # a whole driver run (the slow tier)
 def test_a_runs_result_does_not_depend_on_how_many_runs_share_its_program():
     """XLA compiles a vmapped group of one run without its batch axis, in another rounding order;
     the fused program pads so that no group is that small. A seed trains to the same bits alone,

@@ -18,7 +18,7 @@ from dlf.outputs import read_jsonl
 pytestmark = pytest.mark.slow
 
 # a spiral run long enough to be signalled between its chunks, short enough for a 2-core CPU
-ARGS = ["train.steps=400", "train.log_every=50", "seeds=2", "model.width=8", "compile_cache=null"]
+ARGS = ["train.steps=400", "train.log_every=50", "seeds=2", "model.width=8"]
 
 
 def _summary(d: Path) -> dict:

@@ -34,7 +34,7 @@ def test_aggregate_refuses_a_directory_without_a_sweep_and_writes_nothing(tmp_pa
 
 def test_aggregate_names_unusable_jobs_and_aggregates_the_rest(tmp_path):
     p = run_cli("-m", "schedule.A=1,5,10", "train.steps=20", "train.log_every=10", "seeds=2", "model.width=4",
-                "compile_cache=null", "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=900)
+                "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     sweep = tmp_path / "sweep"
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))
