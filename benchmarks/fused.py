@@ -37,7 +37,8 @@ def worker(runs: list[int], steps: int, repeats: int) -> None:
     for n in runs:
         compiled = {}
         for step in ("generic", "fused"):
-            cfg = config_lib.from_dict({"model": {"width": 100}, "seeds": n, "schedule": {"A": 10, "T": 100},
+            cfg = config_lib.from_dict({"model": {"width": 100}, "seeds": n,
+                                        "schedule": {"A": 10, "T": 100, "off_last_periods": 0},
                                         "train": {"steps": steps, "log_every": steps, "step": step}})
             b = build(cfg)
             c = Compiled(b.program, jax.tree.map(jnp.copy, b.states), b.hp, b.data, steps, steps,
@@ -83,7 +84,8 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     runs = [int(r) for r in args.runs.split(",")]
     cores = len(os.sched_getaffinity(0))
-    ref_cfg = config_lib.from_dict({"model": {"width": 100}, "seeds": 1, "schedule": {"A": 10, "T": 100}})
+    ref_cfg = config_lib.from_dict({"model": {"width": 100}, "seeds": 1,
+                                    "schedule": {"A": 10, "T": 100, "off_last_periods": 0}})
     ref = statistics.median(1e6 * ref_for(ref_cfg, args.ref_steps) for _ in range(args.repeats))
     print(f"reference loop: {ref:.1f} us/run-step", flush=True)
     rows, best, fig3 = [], None, None

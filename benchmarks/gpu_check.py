@@ -228,8 +228,8 @@ def section_ratios(res: dict, size: str) -> None:
     cores = len(os.sched_getaffinity(0))
     out = {"cpu_cores": cores}
     for width in (100, 1000):
-        cfg = config_lib.from_dict({"model": {"width": width}, "seeds": 1, "schedule": {"A": 10, "T": 100},
-                                    "compile_cache": None})
+        cfg = config_lib.from_dict({"model": {"width": width}, "seeds": 1, "compile_cache": None,
+                                    "schedule": {"A": 10, "T": 100, "off_last_periods": 0}})
         ref = 1 / ref_for(cfg, SIZES[size]["ref_steps"])
         env = _env(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={cores}")
         p = subprocess.run([sys.executable, str(HERE / "phase.py"), "--worker", str(width),

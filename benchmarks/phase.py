@@ -30,7 +30,8 @@ def worker(width: int, steps: int, step: str) -> None:
     from dlf.drive.grid import run_phase
 
     cfg = config_lib.from_dict({"model": {"width": width}, "seeds": SEEDS, "grid": GRID,
-                                "schedule": {"off_last_periods": 1},
+                                # the protocol's switch-off; a run shorter than a period (a toy size) oscillates
+                                "schedule": {"off_last_periods": 1 if steps > max(GRID["T"]) else 0},
                                 "train": {"steps": steps, "log_every": min(500, steps), "step": step}})
     with tempfile.TemporaryDirectory() as d:
         s = run_phase(cfg, Path(d))

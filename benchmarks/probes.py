@@ -124,7 +124,8 @@ def fig4_overhead(steps: int) -> dict[int, float]:
 
     out = {}
     for every in (0, 25):
-        cfg = config_lib.from_dict({"seeds": 1, "precision": "float64", "schedule": {"A": 70, "T": 5000},
+        cfg = config_lib.from_dict({"seeds": 1, "precision": "float64",
+                                    "schedule": {"A": 70, "T": 5000, "off_last_periods": 0},
                                     "train": {"steps": steps, "log_every": 1000},
                                     "probes": {"hessian": {"every": every, "order": 10}, "ntk": {"every": every}}})
         with jax.enable_x64(True):

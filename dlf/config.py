@@ -26,11 +26,30 @@ MAX_SEED = INT32_MAX  # seeds travel as uint32 inside the compiled init
 FREE = ("logger", "compile_cache", "checkpoint", "grid", "paths", "stats")
 
 
+def run_name(_root_: Any) -> str:
+    """`${dlf_run_name:}`, the default run directory's name: A<A>_T<T>_s<seed>_<hash>, where
+    <hash> is 10 hex digits of the SHA-256 of the resolved configuration without `hydra` and the
+    FREE keys. The same command (the same configuration) names the same directory, so it resumes
+    there; two configurations never share one; any number of overrides fits a file name."""
+    import hashlib
+    import json
+
+    from omegaconf import OmegaConf
+
+    keys = [k for k in _root_ if k != "hydra" and k not in FREE]
+    data = OmegaConf.to_container(OmegaConf.masked_copy(_root_, keys), resolve=True)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    s = data.get("schedule", {})
+    return f"A{float(s.get('A', 1)):g}_T{s.get('T')}_s{data.get('seed')}_{digest}"
+
+
 def register_resolvers() -> None:
-    """OmegaConf resolvers used in conf/: `${div:a,b}` = round(a / b) (Fig. 5: T = 5000/eta)."""
+    """OmegaConf resolvers used in conf/: `${div:a,b}` = round(a / b) (Fig. 5: T = 5000/eta);
+    `${dlf_run_name:}` (run_name)."""
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("div", lambda a, b: round(float(a) / float(b)), replace=True)
+    OmegaConf.register_new_resolver("dlf_run_name", run_name, replace=True)
     from dlf.tracking.naming import register_resolver  # ${dlf_varying:} of hydra.sweep.subdir
 
     register_resolver()
@@ -214,6 +233,40 @@ def _check_cross(cfg: Config) -> Config:
     return cfg
 
 
+def _check_new_run(cfg: Config) -> Config:
+    """Checks of what a new run may be (a stored config is read as it ran): a learning-rate
+    schedule that cannot complete; a run labelled A > 1 whose switch-off rule turns the
+    oscillations off from step 0, which would train exactly as A=1 (a grid: every T of grid.T)."""
+    s, t, o = cfg.schedule, cfg.train, cfg.optimizer
+    if o.final_lr > o.lr and o.lr_schedule != "constant":
+        raise ConfigError(f"optimizer.final_lr={o.final_lr:g} is not allowed; expected <= optimizer.lr={o.lr:g} "
+                          f"(the end of the {o.lr_schedule} decay)")
+    if o.lr_schedule != "constant" and not cfg.epoch_run and (o.warmup_steps or 0) >= t.steps:
+        raise ConfigError(f"optimizer.warmup_steps={o.warmup_steps} is not allowed; expected < train.steps="
+                          f"{t.steps} (the warm-up would outlast the run)")
+    if o.lr_schedule != "constant" and cfg.epoch_run and o.warmup_steps is None and \
+            (o.warmup_epochs or 0) >= t.epochs:
+        raise ConfigError(f"optimizer.warmup_epochs={o.warmup_epochs:g} is not allowed; expected < train.epochs="
+                          f"{t.epochs} (the warm-up would outlast the run)")
+    if s.shape == "static" or all(A == 1.0 for A in (cfg.grid.A or (s.A,))):
+        return cfg
+    if s.off_from_step == 0 or s.off_from_epoch == 0:
+        key = "schedule.off_from_step" if s.off_from_step == 0 else "schedule.off_from_epoch"
+        raise ConfigError(f"{key}=0 is not allowed with A > 1: the dynamical loss would never switch on "
+                          "(Gamma = 1 from step 0); expected > 0, or null")
+    if cfg.epoch_run or s.off_from_step is not None or s.off_last_periods == 0:
+        return cfg  # epoch runs: their step count needs the data
+    key = "grid.T" if cfg.grid.T else "schedule.T"
+    never = [T for T in (cfg.grid.T or (s.T,)) if cfg.off_step_for(None, T) == 0]
+    if never:
+        shown = never[0] if key == "schedule.T" else list(never)
+        raise ConfigError(f"{key}={shown} with train.steps={t.steps} and schedule.off_last_periods="
+                          f"{s.off_last_periods} is not allowed: the dynamical loss would never switch on "
+                          f"(the oscillations are off from step 0); expected train.steps > "
+                          f"{s.off_last_periods} * T, or schedule.off_last_periods=0")
+    return cfg
+
+
 def import_plugins(modules: Any) -> None:
     """Import the `plugins` modules (they register models, losses, probes, ... on import)."""
     import importlib
@@ -223,8 +276,10 @@ def import_plugins(modules: Any) -> None:
     if isinstance(modules, str) or not isinstance(modules, (list, tuple)):
         raise ConfigError(f"plugins={modules!r} is not allowed; expected a list of module names")
     for m in modules:
+        if not isinstance(m, str) or not m.strip():
+            raise ConfigError(f"plugins: {m!r} is not allowed; expected a module name (e.g. plugins=[my_models])")
         try:
-            importlib.import_module(str(m))
+            importlib.import_module(m)
         except ImportError as e:
             raise ConfigError(f"plugins: cannot import {m!r} ({e}); expected an importable module "
                               "(on PYTHONPATH)") from None
@@ -237,7 +292,7 @@ def from_dict(data: Mapping[str, Any], plugins: bool = True) -> Config:
         raise ConfigError(f"a config must be a mapping of keys, got {type(data).__name__}")
     if plugins:
         import_plugins(data.get("plugins"))
-    return _check_cross(build(Config, data, ""))
+    return _check_new_run(_check_cross(build(Config, data, "")))
 
 
 def stored(data: Any) -> Config:
@@ -245,7 +300,9 @@ def stored(data: Any) -> Config:
     config.json): validated like any config, but reading results never imports (runs) the
     `plugins` modules it names; a model or loss of a plugin not imported in this process is then
     a ConfigError."""
-    return from_dict(data, plugins=False)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of keys, got {type(data).__name__}")
+    return _check_cross(build(Config, data, ""))  # what it ran as: no check of what a new run may be
 
 
 def read_yaml(path: Path) -> Config:

@@ -102,12 +102,29 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc/self/status; elsewhere the
+    set-and-restore idiom)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a file atomically: a temporary file in the same directory, then a rename, so that a
-    reader (or a run killed mid-write) sees the old file or the new one, never half of one."""
+    reader (or a run killed mid-write) sees the old file or the new one, never half of one. The
+    file gets the permissions any new file would (0644 under umask 022; mkstemp alone gives 0600,
+    which colleagues on a shared filesystem could not read)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -31,6 +31,12 @@ def _validate(*overrides, config_name="config"):
     (["checkpoint.every_epochs=2"], "checkpoint.every_epochs=2 is not allowed in a full-batch run"),
     (["checkpoint.every_steps=100", "probes.hessian.every=10"],
      "checkpoint.every_steps=100 is not allowed with probes"),
+    (["optimizer.lr_schedule=piecewise", "optimizer.warmup_steps=35000"],
+     "optimizer.warmup_steps=35000 is not allowed; expected < train.steps=35000"),
+    (["optimizer.lr_schedule=cosine", "optimizer.final_lr=2"], "optimizer.final_lr=2 is not allowed; expected <= "),
+    (["experiment=fig1_myrtle5_cifar10", "train.epochs=2", "optimizer.warmup_epochs=2"],
+     "optimizer.warmup_epochs=2 is not allowed; expected < train.epochs=2"),
+    (["plugins=['']"], "plugins: '' is not allowed; expected a module name"),
 ])
 def test_bad_value_is_one_line_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as e:
@@ -57,11 +63,59 @@ def test_wrn_depth_and_myrtle_depth_accept_the_allowed_values():
 def test_bad_input_through_the_cli_is_one_line(tmp_path, overrides, message):
     (tmp_path / "a_file").write_text("")
     dirs = [] if any(o.startswith("hydra.run.dir") for o in overrides) else ["hydra.run.dir=run"]
-    p = run_cli("train.steps=20", "seeds=2", "compile_cache=null", *dirs, *overrides, cwd=tmp_path)
+    p = run_cli("train.steps=20", "schedule.T=10", "seeds=2", "compile_cache=null", *dirs, *overrides, cwd=tmp_path)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("dlf: error: "), p.stderr[-2000:]
     assert message in lines[0], lines[0]
     assert sorted(x.name for x in tmp_path.iterdir() if x.name != "run") == ["a_file"]  # nothing in the cwd
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["schedule.T=1000", "train.steps=1000"], "schedule.T=1000 with train.steps=1000 and schedule.off_last_periods=1 "
+     "is not allowed: the dynamical loss would never switch on"),
+    (["schedule.T=300", "train.steps=500", "schedule.off_last_periods=2"], "schedule.T=300 with train.steps=500"),
+    (["schedule.off_from_step=0"], "schedule.off_from_step=0 is not allowed with A > 1"),
+])
+def test_a_dynamical_loss_that_never_switches_on_is_refused(overrides, message):
+    """Issue 21, case 2: with T >= train.steps the default switch-off (the last period) turned the
+    oscillations off from step 0, and a run labelled A=10 trained exactly as A=1."""
+    with pytest.raises(ConfigError) as e:
+        _validate(*overrides)
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_the_same_period_is_fine_when_the_loss_oscillates_or_is_honestly_a_1():
+    for fine in (["schedule.A=1"], ["schedule=static"], ["schedule.off_last_periods=0"], ["train.steps=1001"],
+                 ["train.steps=1001", "grid.T=[100,1000]"]):
+        assert _validate("schedule.T=1000", "train.steps=1000", *fine).schedule.T == 1000
+
+
+@pytest.mark.slow
+def test_a_grid_whose_dynamical_loss_never_switches_on_is_one_line(tmp_path):
+    p = run_cli("grid.A=1,10", "grid.T=100,1000", "train.steps=1000", "seeds=1", "hydra.run.dir=g", cwd=tmp_path,
+                module="dlf.phase")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr[-2000:]
+    assert "grid.T=[1000] with train.steps=1000 and schedule.off_last_periods=1 is not allowed" in lines[0]
+    assert not (tmp_path / "g" / "runs.csv").exists() and not (tmp_path / "g" / "phase.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, args, message", [
+    ("dlf.train", ["schedule.A=1,10"], "Ambiguous value for argument 'schedule.A=1,10': to sweep over the values "
+     "add -m (python -m dlf.train -m schedule.A=1,10)"),
+    ("dlf.train", ["=5"], "cannot parse override: Config group override must be a string or a list"),
+    ("dlf.train", ["experiment=fig3_grid"], "is a sweep over schedule.A, schedule.T: add -m"),
+    ("dlf.phase", ["grid.A=1,10", "probes.hessian.every=50"], "probes.hessian.every=50 is not allowed in dlf.phase"),
+])
+def test_command_line_slips_are_one_line(tmp_path, module, args, message):
+    """Issue 21's bad inputs at the command line: a forgotten -m (with Hydra's hint), an override
+    without a key, a sweep experiment run as one job, probes in a grid (computed and never written)."""
+    p = run_cli(*args, "hydra.run.dir=run", cwd=tmp_path, module=module)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("dlf: error: "), p.stderr[-2000:]
+    assert message in lines[0], lines[0]
+    assert not (tmp_path / "run" / "metrics.jsonl").exists() and not (tmp_path / "run" / "runs.csv").exists()
 
 
 @pytest.mark.slow

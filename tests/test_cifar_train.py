@@ -79,11 +79,13 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, cifar_dir):
 
 
 def test_bf16_and_wrn_batch_norm_run(tmp_path, cifar_dir):
-    p = run_cli(*tiny(cifar_dir, "precision=bfloat16"), "train.epochs=2", "hydra.run.dir=bf16", cwd=tmp_path)
+    p = run_cli(*tiny(cifar_dir, "precision=bfloat16"), "train.epochs=2", "optimizer.warmup_epochs=1",
+                "hydra.run.dir=bf16", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _summary(tmp_path / "bf16")["status"] == "ok"
     args = [a for a in tiny(cifar_dir) if not a.startswith(("model=", "model.width"))]
-    p = run_cli(*args, "model=wrn16_4", "model.depth=10", "model.widen=1", "train.epochs=2", "hydra.run.dir=wrn",
+    p = run_cli(*args, "model=wrn16_4", "model.depth=10", "model.widen=1", "train.epochs=2",
+                "optimizer.warmup_epochs=1", "hydra.run.dir=wrn",
                 cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _summary(tmp_path / "wrn")["final"]["train_acc"]["n"] == 1

@@ -1,6 +1,7 @@
 """Config tier: every group option and experiment composes from conf/ and runs a few steps;
 every bad input fails with one line naming the key."""
 import json
+from pathlib import Path
 
 import pytest
 from conftest import CONF, ROOT, TINY, run_cli
@@ -63,7 +64,7 @@ def _image(option_overrides, cifar_dir):
     """Tiny overrides for options that train on CIFAR-10 images (epochs of mini-batches)."""
     model = ["model.depth=10", "model.widen=1"] if "wrn" in option_overrides[0] else ["model.width=4"]
     return [f"dataset.path={cifar_dir}", "train.epochs=1", "train.batch_size=20", "train.log_every=1",
-            "seeds=2", *model, "checkpoint.every_epochs=0"]
+            "seeds=2", *model, "checkpoint.every_epochs=0", "optimizer.warmup_epochs=0.5"]
 
 
 def _is_image(option: str) -> bool:
@@ -206,7 +207,7 @@ def _composed(overrides, monkeypatch):
     variable changing a default."""
     from omegaconf import OmegaConf
 
-    for var in ("DLF_OUTPUT_DIR", "CIFAR10_DIR", "DLF_COMPILE_CACHE"):
+    for var in ("DLF_OUTPUT_DIR", "CIFAR10_DIR", "DLF_COMPILE_CACHE", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
@@ -257,9 +258,39 @@ def test_every_group_option_agrees_with_its_typed_defaults(group, option, monkey
 
 def test_per_period_values_are_methods_of_the_config():
     """A grid's switch-off step per period T comes from the one config (no rebuilt config per T)."""
-    cfg = compose_cfg(["train.steps=1000"])
+    cfg = compose_cfg(["train.steps=1000", "schedule.A=1"])  # A=1: T >= steps is allowed (nothing to switch on)
     for T in (7, 100, 300, 999, 2000):
         again = config_lib.replace(cfg, schedule=dict(T=T))
         assert cfg.off_step_for(None, T) == again.off_step == max(0, 1000 - T)
         aligned = config_lib.replace(cfg, schedule=dict(off_align="period"))
         assert aligned.off_step_for(None, T) == config_lib.replace(aligned, schedule=dict(T=T)).off_step
+
+
+def _run_dir(*overrides):
+    """hydra.run.dir as the CLI resolves it (the default: paths.output_dir/runs/${dlf_run_name:})."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    return Path(cfg.hydra.run.dir).name
+
+
+def test_the_default_run_dir_is_named_by_the_configuration():
+    """The same configuration names the same directory (so the same command resumes there), in any
+    override order and whatever the keys that may differ in one run dir (logger, checkpoint, ...);
+    another configuration names another; a long command line still fits a file name."""
+    base = _run_dir("schedule.A=10", "optimizer.lr=0.5")
+    assert base.startswith("A10_T100_s0_") and len(base) == len("A10_T100_s0_") + 10
+    assert _run_dir("optimizer.lr=0.5", "schedule.A=10") == base
+    assert _run_dir("schedule.A=10", "optimizer.lr=0.5", "logger.mode=offline", "checkpoint.every_steps=500",
+                    "compile_cache=null") == base
+    assert _run_dir("schedule.A=10", "optimizer.lr=1") != base and _run_dir("schedule.A=10", "optimizer.lr=0.5",
+                                                                           "seeds=3") != base
+    many = [f"{k}={v}" for k, v in (("model.width", 37), ("model.init", "glorot"), ("optimizer.lr", 0.3),
+                                    ("schedule.T", 250), ("schedule.A", 20), ("seeds", 5), ("seed", 3),
+                                    ("train.steps", 5000), ("train.log_every", 250), ("precision", "float64"),
+                                    ("dataset.per_class", 150), ("dataset.noise", 0.3), ("schedule.shape", "cosine"),
+                                    ("schedule.off_last_periods", 2), ("model.activation", "tanh"),
+                                    ("dataset.classes", 4), ("train.step", "generic"))]
+    name = _run_dir(*many)
+    assert name.startswith("A20_T250_s3_") and len(name) < 40
+    cifar = _run_dir("experiment=fig1_myrtle5_cifar10", "model.width=4")
+    assert cifar.startswith("A") and cifar != _run_dir("experiment=fig1_myrtle5_cifar10", "model.width=8")

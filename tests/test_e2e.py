@@ -76,7 +76,7 @@ def test_float64_glorot_experiment_command(tmp_path):
 
 
 def test_diverging_run_is_recorded_not_crashed(tmp_path):
-    p, d, rows, s = _run(tmp_path, "optimizer.lr=1e30", "seeds=2", "train.steps=30",
+    p, d, rows, s = _run(tmp_path, "optimizer.lr=1e30", "seeds=2", "train.steps=30", "schedule.T=10",
                          "train.log_every=10", "model.width=8")
     assert s["status"] == "diverged" and s["diverged_seeds"] == [0, 1]
     assert all(0 <= v < 30 for v in s["diverged_at_step"].values())
@@ -110,11 +110,11 @@ def test_diverged_seeds_do_not_disturb_the_others(tmp_path):
 def test_one_output_root_for_runs_sweeps_grids_and_the_cache(tmp_path):
     """paths.output_dir (conf/paths/default.yaml; $DLF_OUTPUT_DIR, else outputs) is the root of run,
     sweep and phase directories and of the compilation cache: nothing is written elsewhere."""
-    tiny = ["train.steps=20", "train.log_every=10", "seeds=2", "model.width=4"]
+    tiny = ["train.steps=20", "train.log_every=10", "seeds=2", "model.width=4", "schedule.T=10"]
     env = {"DLF_OUTPUT_DIR": str(tmp_path / "from_env"), "DLF_COMPILE_CACHE": ".jax_cache"}  # the default
     p = run_cli(*tiny, cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
-    (run,) = (tmp_path / "from_env" / "runs").glob("*/*_A10_T100_s0")
+    (run,) = (tmp_path / "from_env" / "runs").glob("A10_T10_s0_*")
     assert json.loads((run / "summary.json").read_text())["status"] == "ok"
     assert any((tmp_path / "from_env" / ".jax_cache").iterdir())  # compile_cache, relative to the root
     p = run_cli("-m", *tiny, "paths.output_dir=by_key", "seed=0,1", cwd=tmp_path, env=env)  # the key wins

@@ -94,7 +94,7 @@ def test_divergence_detected_and_frozen_per_run():
     # run 0 starts with parameters 1e20 times too large: its float32 logits overflow (F = inf) at the
     # first step; both paths freeze it there with its last finite parameters, and train the
     # other runs on
-    over = dict(optimizer={"lr": 0.1}, train={"steps": 20, "log_every": 20})
+    over = dict(optimizer={"lr": 0.1}, train={"steps": 20, "log_every": 20}, schedule={"off_last_periods": 0})
     s_f, rows_f, _ = train(cfg_of("fused", **over), scale_run0=1e20)
     s_g, _, _ = train(cfg_of("generic", **over), scale_run0=1e20)
     assert s_f.diverged_step[0] >= 0 and (s_f.diverged_step[1:] == -1).all()

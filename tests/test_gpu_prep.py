@@ -157,7 +157,8 @@ def test_matmul_precision_key_sets_jax_at_run_start(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="matmul_precision='tf32' is not allowed"):
         config_lib.from_dict({"matmul_precision": "tf32"})
     cfg = config_lib.from_dict({"matmul_precision": "highest", "seeds": 1, "model": {"width": 4},
-                                "train": {"steps": 4, "log_every": 2}, "compile_cache": None})
+                                "train": {"steps": 4, "log_every": 2}, "compile_cache": None,
+                                "schedule": {"off_last_periods": 0}})
     try:
         run(cfg, tmp_path / "a")
         assert jax.config.jax_default_matmul_precision == "highest"

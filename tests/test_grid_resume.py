@@ -8,7 +8,7 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-GRID = ["grid.A=1,10", "grid.T=50,100", "seeds=2", "train.steps=60", "train.log_every=30", "model.width=4",
+GRID = ["grid.A=1,10", "grid.T=20,50", "seeds=2", "train.steps=60", "train.log_every=30", "model.width=4",
         "grid.chunk_runs=2"]  # 8 runs in 4 chunks of one point each
 
 

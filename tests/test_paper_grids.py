@@ -30,7 +30,7 @@ def test_paper_grids_expand_to_the_papers_sweeps(name, jobs, swept):
 
 @pytest.mark.slow
 def test_fig3_grid_reduced_on_the_command_line_runs_and_aggregates(tmp_path):
-    p = run_cli("-m", "experiment=fig3_grid", "schedule.A=1,10", "schedule.T=30", "seeds=2", "train.steps=30",
+    p = run_cli("-m", "experiment=fig3_grid", "schedule.A=1,10", "schedule.T=30", "seeds=2", "train.steps=60",
                 "train.log_every=10", "model.width=4", "hydra.sweep.dir=sw", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert sorted(d.name for d in (tmp_path / "sw").iterdir() if d.is_dir()) == ["0_A1_T30_s0", "1_A10_T30_s0"]

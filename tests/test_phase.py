@@ -165,7 +165,7 @@ def test_phase_chunking_and_devices_do_not_change_results(tmp_path):
 
 
 def test_phase_records_diverged_runs(tmp_path):
-    _, d = _phase(tmp_path, "grid.A=1,50", "grid.T=40", "seeds=2", "optimizer.lr=1e12", "train.steps=30",
+    _, d = _phase(tmp_path, "grid.A=1,50", "grid.T=10", "seeds=2", "optimizer.lr=1e12", "train.steps=30",
                   "train.log_every=10", "model.width=8")
     rows = diagram.read_csv(d / "phase.csv")
     s = json.loads((d / "summary.json").read_text())

@@ -18,7 +18,7 @@ PLUGINS = ROOT / "tests" / "plugins"
 def test_toy_model_loss_and_probe_run_end_to_end(tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])}
     p = run_cli("plugins=[toy_plugin]", f"hydra.searchpath=[file://{PLUGINS / 'conf'}]", "model=toy_linear",
-                "model.scale=0.5", "loss=toy_hinge", "+probes.param_norm.every=10", "train.steps=30",
+                "model.scale=0.5", "loss=toy_hinge", "+probes.param_norm.every=10", "train.steps=30", "schedule.T=10",
                 "train.log_every=15", "seeds=2", "optimizer.lr=0.1", "hydra.run.dir=run", cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
     run = tmp_path / "run"

@@ -1,5 +1,5 @@
 """Faults a user meets, tried as a user would: the run-directory contract (one configuration, one
-live process, summary last), preemption by SIGTERM/SIGUSR2, corrupt checkpoints and cut logs, a
+live process, summary last), preemption by SIGTERM/SIGUSR2, Ctrl-C and SIGHUP, corrupt checkpoints and cut logs, a
 failing figure. Each ends with nothing lost (docs/reliability.md lists them)."""
 import fcntl
 import json
@@ -96,20 +96,52 @@ def test_a_live_run_dir_refuses_a_second_process(tmp_path):
     assert rows[-1]["step"] <= s["step"] and len({r["step"] for r in rows}) == len(rows)
 
 
-@pytest.mark.parametrize("sig", ["TERM", "USR2"])
+@pytest.mark.parametrize("sig", ["TERM", "INT", "HUP"])  # SIGUSR2, SLURM's: tests/test_slurm.py
 def test_a_signalled_run_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, full, sig):
-    """SIGTERM/SIGUSR2 between steps 150 and 200 (no periodic checkpoints): the run finishes its
-    chunk, checkpoints at step 200, records `interrupted`; the same command ends as if never stopped."""
+    """SIGTERM, Ctrl-C (SIGINT) or SIGHUP between steps 150 and 200 (no periodic checkpoints): the
+    run finishes its chunk, checkpoints at step 200, records `interrupted`, exits 128 + signal with
+    one line and no traceback; the same command ends as if never stopped."""
     p = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path, env={"DLF_FAULT": f"200:{sig}"})
     assert p.returncode == 128 + getattr(signal, f"SIG{sig}"), p.stderr[-3000:]
     d = tmp_path / "run"
     s = _summary(d)
     assert (s["status"], s["signal"], s["step"], s["checkpoint"]) == ("interrupted", f"SIG{sig}", 200, 200)
     assert f"interrupted by SIG{sig} at step 200; checkpointed: the same command resumes" in p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and "KeyboardInterrupt" not in p.stderr
     assert [r["step"] for r in read_jsonl(d / "metrics.jsonl")] == [0, 50, 100, 150, 200]
     again = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from the checkpoint at step 200" in again.stdout + again.stderr
+    _same_as(d, full)
+
+
+def test_the_same_command_resumes_in_the_same_default_directory(tmp_path, full):
+    """Issue 21, case 7: the default run directory is named by the configuration (A, T, seed and a
+    config hash), not the time: after a SIGTERM the very same command (no hydra.run.dir) resumes
+    from the checkpoint, in the same directory, to the uninterrupted result."""
+    p = run_cli(*ARGS, cwd=tmp_path, env={"DLF_FAULT": "200:TERM"})
+    assert p.returncode == 128 + signal.SIGTERM, p.stderr[-3000:]
+    (d,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert d.name.startswith("A10_T100_s0_") and _summary(d)["status"] == "interrupted"
+    again = run_cli(*ARGS, cwd=tmp_path)
+    assert again.returncode == 0 and "resuming from the checkpoint at step 200" in again.stdout + again.stderr
+    assert [x.name for x in (tmp_path / "outputs" / "runs").iterdir()] == [d.name]
+    _same_as(d, full)
+
+
+def test_a_second_ctrl_c_stops_at_once_with_a_consistent_status(tmp_path, full):
+    """Two SIGINTs after step 100's chunk: the first asks for a checkpoint at the end of the next
+    chunk, the second stops the process at once (exit 130) with `interrupted` recorded, whole
+    metric rows and no traceback; the same command then trains to the uninterrupted result."""
+    p = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path, env={"DLF_FAULT": "100:INT,100:INT"})
+    assert p.returncode == 130, p.stderr[-3000:]
+    d = tmp_path / "run"
+    s = _summary(d)
+    assert (s["status"], s["signal"], s["stopped_at_once"]) == ("interrupted", "SIGINT", True)
+    assert "caught SIGINT again: stopping now" in p.stdout + p.stderr and "Traceback" not in p.stderr
+    assert [r["step"] for r in read_jsonl(d / "metrics.jsonl")] == [0, 50]  # step 100's row: not yet written
+    again = run_cli(*ARGS, "hydra.run.dir=run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
     _same_as(d, full)
 
 
@@ -178,7 +210,7 @@ def test_a_failing_figure_or_logger_is_a_warning(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(dlf.figures.dynamics, "dynamics", full_disk)
     monkeypatch.setattr(session, "open_mirror", lambda *a: Broken())
-    cfg = config_lib.from_dict({"train": {"steps": 20, "log_every": 10}, "seeds": 1,
+    cfg = config_lib.from_dict({"train": {"steps": 20, "log_every": 10}, "seeds": 1, "schedule": {"T": 10},
                                 "model": {"name": "mlp", "width": 4},
                                 "compile_cache": None})
     s = run_lib.run(cfg, tmp_path / "run")
@@ -189,7 +221,7 @@ def test_a_failing_figure_or_logger_is_a_warning(tmp_path, monkeypatch, caplog):
 
 def test_an_unwritable_compile_cache_is_a_warning(tmp_path):
     (tmp_path / "file").write_text("")
-    p = run_cli(*ARGS, "train.steps=20", "train.log_every=10", f"compile_cache={tmp_path}/file/cache",
+    p = run_cli(*ARGS, "train.steps=20", "schedule.T=10", "train.log_every=10", f"compile_cache={tmp_path}/file/cache",
                 "hydra.run.dir=run", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"compile_cache={tmp_path}/file/cache cannot be used" in p.stdout + p.stderr
@@ -204,6 +236,29 @@ def test_outputs_are_written_atomically(tmp_path):
     with pytest.raises(ValueError):
         write_json(f, {"status": float("nan")})  # fails while writing
     assert json.loads(f.read_text()) == {"status": "ok"} and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_outputs_respect_the_umask(tmp_path, full):
+    """Files written atomically get the permissions of any new file (0644 under umask 022), not
+    mkstemp's 0600: colleagues on a shared filesystem can read the results."""
+    from dlf.outputs import umask, write_csv, write_json
+
+    for mask in (0o022, 0o027):
+        old = os.umask(mask)
+        try:
+            assert umask() == mask
+            write_json(tmp_path / f"s{mask}.json", {"status": "ok"})
+            write_csv(tmp_path / f"r{mask}.csv", ["a"], [{"a": 1}])
+            (tmp_path / f"plain{mask}").write_text("")
+        finally:
+            os.umask(old)
+        modes = {(tmp_path / f"{n}{mask}{e}").stat().st_mode & 0o777 for n, e in (("s", ".json"), ("r", ".csv"),
+                                                                                  ("plain", ""))}
+        assert modes == {0o666 & ~mask}
+    # every file of a whole run (the CLI inherited this process's umask)
+    got = {f.name: f.stat().st_mode & 0o777 for f in full.iterdir() if f.is_file()}
+    assert {"summary.json", "config.yaml", "metrics.jsonl"} <= set(got)
+    assert set(got.values()) == {0o666 & ~umask()}, got
 
 
 def test_lock_is_released_with_the_process(tmp_path):

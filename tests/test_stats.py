@@ -129,7 +129,7 @@ def test_cells_that_share_no_seed_get_an_unpaired_interval():
 
 # ---------------------------------------------------------------- end to end (the CLIs)
 
-TINY = ["train.steps=40", "train.log_every=20", "model.width=8"]
+TINY = ["train.steps=40", "train.log_every=20", "model.width=8", "schedule.off_last_periods=0"]
 
 
 def _cli(*args, cwd, module="dlf.train", env=None):
@@ -148,7 +148,7 @@ def test_a_sweep_over_lr_and_width_is_aggregated_cell_by_cell_with_paired_compar
     from dlf.analysis.phase_table import read_csv
     from dlf.outputs import read_csv as read_any
 
-    _cli("-m", "schedule.A=1,10", "optimizer.lr=0.5,1", "model.width=4,8", "seeds=3", *TINY[:2],
+    _cli("-m", "schedule.A=1,10", "optimizer.lr=0.5,1", "model.width=4,8", "seeds=3", *TINY[:2], TINY[3],
          "hydra.sweep.dir=sw", cwd=tmp_path)
     p = _cli("sw", cwd=tmp_path, module="dlf.aggregate")
     assert "8 job(s) ok" in p.stdout and "8 cell(s) over model.width, optimizer.lr, A, T" in p.stdout

@@ -10,10 +10,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_bad_point_stops_the_sweep_before_any_job(tmp_path):
-    p = run_cli("-m", "schedule.A=10,0.5", "seed=0,1", "train.steps=20", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    p = run_cli("-m", "schedule.A=10,0.5", "seed=0,1", "train.steps=20", "schedule.T=10", "hydra.sweep.dir=sweep",
+                cwd=tmp_path)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1, p.stderr[-2000:]
-    assert lines[0] == ("dlf: error: job 2 (schedule.A=0.5 seed=0 train.steps=20 hydra.sweep.dir=sweep): "
+    assert lines[0] == ("dlf: error: job 2 (schedule.A=0.5 seed=0 train.steps=20 schedule.T=10 hydra.sweep.dir=sweep): "
                         "schedule.A=0.5 is not allowed; expected a number >= 1; nothing was launched")
     assert list(tmp_path.iterdir()) == []  # no sweep dir, no job
 
@@ -33,8 +34,8 @@ def test_aggregate_refuses_a_directory_without_a_sweep_and_writes_nothing(tmp_pa
 
 
 def test_aggregate_names_unusable_jobs_and_aggregates_the_rest(tmp_path):
-    p = run_cli("-m", "schedule.A=1,5,10", "train.steps=20", "train.log_every=10", "seeds=2", "model.width=4",
-                "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=900)
+    p = run_cli("-m", "schedule.A=1,5,10", "train.steps=20", "schedule.T=10", "train.log_every=10", "seeds=2",
+                "model.width=4", "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     sweep = tmp_path / "sweep"
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))

@@ -97,11 +97,15 @@ def test_offline_run_mirrors_history_summary_config_figure_without_network(tmp_p
     listener = Listener()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
     env["WANDB_BASE_URL"] = listener.url  # any call home would land here
+    # offline through W&B's own variable (no logger.mode given); no WANDB_CACHE_DIR: wandb's
+    # service logs must land in the run directory, not under $HOME
+    env["WANDB_MODE"] = "offline"
+    env["HOME"] = str(tmp_path / "home")
+    env.pop("WANDB_CACHE_DIR")
     strace = _strace_prefix(tmp_path)
     # log_every=1: 41 history rows, so the run file spans more than one 32 KiB block
     args = [o for o in tiny if not o.startswith("train.log_every")] + [
-        "train.log_every=1", "logger=wandb", "logger.mode=offline", "logger.tags=[mine]",
-        "hydra.run.dir=run"]
+        "train.log_every=1", "logger=wandb", "logger.tags=[mine]", "hydra.run.dir=run"]
     p = subprocess.run([*(strace or []), sys.executable, "-m", "dlf.train", *args], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=600)
     listener.close()
@@ -115,6 +119,10 @@ def test_offline_run_mirrors_history_summary_config_figure_without_network(tmp_p
         trace = (tmp_path / "run.strace").read_text()
         inet = [line for line in trace.splitlines() if "AF_INET" in line]
         assert not inet, "offline run used the network:\n" + "\n".join(inet[:10])
+
+    assert yaml.safe_load((d / "config.yaml").read_text())["logger"]["mode"] == "offline"
+    assert not [p for p in (tmp_path / "home").rglob("*") if "wandb" in p.parts and p.is_file()]
+    assert list((d / "wandb" / "cache").rglob("core-debug-*.log"))  # W&B's own log, in the run directory
 
     # --- the run file: the one offline run, inside the run directory, complete and closed
     f = offline_run_file(d)
@@ -157,7 +165,7 @@ def test_offline_run_mirrors_history_summary_config_figure_without_network(tmp_p
 
 @slow
 def test_diverged_seed_nulls_round_trip(tmp_path, tiny):
-    p = run_cli(*tiny, "seeds=3", "optimizer.lr=1e12", "logger=wandb", "logger.mode=offline",
+    p = run_cli(*tiny, "seeds=3", "optimizer.lr=1e12", "schedule.A=1", "logger=wandb", "logger.mode=offline",
                 "hydra.run.dir=run", cwd=tmp_path)
     d = tmp_path / "run"
     rows, s = _ok_run(p, d)
@@ -365,7 +373,7 @@ def _phase_run(d):
 
 @slow
 def test_phase_grid_logs_table_image_and_artifact(tmp_path):
-    p = run_cli("grid.A=1,10", "grid.T=30", "seeds=2", "train.steps=30", "train.log_every=10", "model.width=4",
+    p = run_cli("grid.A=1,10", "grid.T=10", "seeds=2", "train.steps=30", "train.log_every=10", "model.width=4",
                 "logger=wandb", "logger.mode=offline", "hydra.run.dir=grid", module="dlf.phase", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     run = _phase_run(tmp_path / "grid")

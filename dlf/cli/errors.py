@@ -43,6 +43,8 @@ def one_line(e: BaseException) -> str | None:
         return f"{group}={option} is not an option; choose one of: {', '.join(sorted(e.options))}"
     if isinstance(e, OverrideParseException):
         return f"cannot parse override: {str(e).splitlines()[0]} (syntax: key=value, group=option)"
+    if isinstance(e, ValueError) and str(e).startswith("Config group override must be") and _before_the_app(e):
+        return f"cannot parse override: {str(e).splitlines()[0]} (syntax: key=value, group=option)"
     if isinstance(e, ConfigCompositionException):
         full_key = getattr(e.__cause__, "full_key", None)
         if full_key:
@@ -53,7 +55,13 @@ def one_line(e: BaseException) -> str | None:
             allowed = f"; keys of {where}: {', '.join(keys)}" if keys else (
                 f" (the keys of each {section}.name variant: docs/config.md)" if section in variants else "")
             return f"unknown key {full_key}{allowed}"
-        return str(e).splitlines()[0]
+        first = str(e).splitlines()[0]
+        if first.startswith("Ambiguous value for argument"):
+            arg = first.split("'")[1] if first.count("'") >= 2 else "key=a,b"
+            key, _, value = arg.partition("=")
+            return (f"{first}: to sweep over the values add -m (python -m dlf.train -m {arg}); a list is "
+                    f"{key}=[{value}], a string {key}='{value}'")
+        return first
     if type(e).__module__.startswith("submitit") and isinstance(e, RuntimeError):
         # a SLURM job that was rejected, killed or failed outside Python: say which and where its
         # log is; the other jobs' outputs are in the sweep dir (python -m dlf.aggregate <dir>)

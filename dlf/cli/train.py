@@ -26,6 +26,10 @@ def app(cfg: DictConfig) -> str:
         if run_cfg.grid.A or run_cfg.grid.T:
             raise config_lib.ConfigError("grid.A and grid.T are for phase diagrams (python -m dlf.phase); "
                                          "dlf.train takes schedule.A and schedule.T")
+        swept = dict(hc.sweeper.get("params") or {})
+        if swept and not multirun:  # a sweep experiment (fig3_grid, ...) run as one job
+            raise config_lib.ConfigError(f"this configuration is a sweep over {', '.join(swept)}: add -m "
+                                         "(python -m dlf.train -m ...) to launch its jobs")
     except config_lib.ConfigError as e:
         record_failure(hc.runtime.output_dir, e)
         user_error(e, multirun)

@@ -54,6 +54,10 @@ def check(cfg: Config) -> None:
             raise ConfigError(f"{key}={list(vals)} is not allowed; expected distinct values")
     if cfg.grid.shard is not None and cfg.grid.shard >= cfg.grid.shards:
         raise ConfigError(f"grid.shard={cfg.grid.shard} is not allowed; expected < grid.shards={cfg.grid.shards}")
+    if cfg.probing:
+        on = ", ".join(f"probes.{n}.every={p.every}" for n, p in cfg.probes.items() if p.every)
+        raise ConfigError(f"{on} is not allowed in dlf.phase; expected 0 (a grid records no probe series; run "
+                          "probes per configuration with python -m dlf.train)")
     from dlf.analysis.compare import parse_baseline
 
     parse_baseline(cfg.stats.baseline, ["A", "T"])  # a key a grid's cells do not have: one line, now
@@ -124,7 +128,7 @@ def run_phase(cfg: Config, out_dir: Path, config_yaml: str | None = None) -> dic
     """Train every (A, T, seed) of cfg's grid and write the phase-diagram directory. The directory
     follows the run-directory contract (dlf.drive.rundir); each finished chunk's runs are appended
     to runs.partial.jsonl, so the same command after a kill trains only the runs not there, and
-    SIGTERM/SIGUSR2 stop the grid after the current chunk with `status: interrupted`."""
+    SIGTERM/SIGUSR2/SIGINT/SIGHUP stop the grid after the current chunk with `status: interrupted`."""
     return Session(cfg, out_dir, "dlf.phase", config_yaml).execute(_train_grid)
 
 

@@ -29,8 +29,8 @@ def run(cfg: Config, out_dir: Path, group: str | None = None, config_yaml: str |
     The run directory contract (dlf.drive.rundir): out_dir is locked for this process, a run of
     another configuration there is refused before anything is written, a finished run of this
     configuration is not trained again, and an unfinished one resumes from its newest readable
-    checkpoint. summary.json says `running` while the run is live and is written last. On SIGTERM
-    or SIGUSR2 the run finishes its current chunk, checkpoints, records `interrupted` and hands the
+    checkpoint. summary.json says `running` while the run is live and is written last. On SIGTERM,
+    SIGUSR2, SIGINT or SIGHUP the run finishes its current chunk, checkpoints, records `interrupted` and hands the
     signal on (submitit requeues the job; otherwise the process exits with 128 + signal)."""
     return Session(cfg, out_dir, "dlf", config_yaml).execute(lambda s: _train(s, group))
 

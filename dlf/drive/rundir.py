@@ -115,20 +115,33 @@ def claim(out_dir: Path, config: Config) -> Claim:
 
 
 class Preemption:
-    """While active, SIGTERM and SIGUSR2 only set `signum`: the run driver finishes the current
-    compiled chunk, checkpoints and records `interrupted`, then `hand_over()` passes the signal to
-    the handler that was there before (submitit's: it requeues the job) or exits with 128 + signum."""
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+    """While active, SIGTERM, SIGUSR2, SIGINT (Ctrl-C) and SIGHUP (a closed terminal) only set
+    `signum`: the run driver finishes the current compiled chunk, checkpoints and records
+    `interrupted`, then `hand_over()` passes the signal to the handler that was there before
+    (submitit's: it requeues the job) or exits with 128 + signum (130 for Ctrl-C, 129 for SIGHUP).
+    A second signal while the first is pending stops at once: `abort(signum)` records the status
+    (the last checkpoint stays the place to resume from) and the process exits with 128 + signum."""
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP)
 
-    def __init__(self):
+    def __init__(self, abort: Callable[[int], None] | None = None):
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._abort = abort
 
     def _catch(self, signum, frame) -> None:
         if self.signum is None:
-            log.warning("dlf: caught %s: finishing the current chunk, then checkpointing and stopping",
-                        signal.Signals(signum).name)
-        self.signum = signum
+            self.signum = signum
+            log.warning("dlf: caught %s: finishing the current chunk, then checkpointing and stopping (send it "
+                        "again to stop at once)", signal.Signals(signum).name)
+            return
+        log.warning("dlf: caught %s again: stopping now; the same command resumes from the last checkpoint",
+                    signal.Signals(signum).name)
+        try:
+            if self._abort is not None:
+                self._abort(signum)
+        finally:
+            logging.shutdown()
+            os._exit(128 + signum)
 
     def __enter__(self) -> Preemption:
         for s in self.SIGNALS:
@@ -144,9 +157,10 @@ class Preemption:
         self._previous = {}
 
     def hand_over(self) -> None:
-        """After the run recorded its interruption: the previous handler's action, else exit."""
+        """After the run recorded its interruption: the previous handler's action (not Python's
+        KeyboardInterrupt: its traceback says nothing the one line did not), else exit."""
         prev = signal.getsignal(self.signum)
-        if callable(prev) and prev is not self._catch:
+        if callable(prev) and prev is not self._catch and prev is not signal.default_int_handler:
             prev(self.signum, None)  # submitit: checkpoint the job, requeue it, exit
         sys.exit(128 + self.signum)
 
@@ -155,7 +169,7 @@ def execute(out_dir: Path, config: Config, config_yaml: str | None,
             train: Callable[[Preemption], dict[str, Any]], what: str = "dlf") -> dict[str, Any]:
     """`train(stop)` under the run-directory contract: claim out_dir; a finished run of this
     configuration is returned untouched; else config.yaml and a `running` summary are written,
-    `train` runs with SIGTERM/SIGUSR2 deferred to `stop`, an exception is recorded as `failed`
+    `train` runs with SIGTERM/SIGUSR2/SIGINT/SIGHUP deferred to `stop`, an exception is recorded as `failed`
     (with its one-line message) and re-raised, the lock is released, and a caught signal is
     handed over after `train` recorded `interrupted`."""
     out_dir = Path(out_dir)
@@ -170,7 +184,12 @@ def execute(out_dir: Path, config: Config, config_yaml: str | None,
         outputs.write_json(out_dir / "summary.json", {"status": "running", "pid": os.getpid(),
                                                       "host": socket.gethostname(), "started": time.time(),
                                                       "config": config_lib.to_dict(config)})
-        stop = Preemption()
+        def abort(signum: int) -> None:  # a second signal: the status says so, the checkpoints stay
+            outputs.write_json(out_dir / "summary.json", {
+                "status": "interrupted", "signal": signal.Signals(signum).name, "stopped_at_once": True,
+                "pid": os.getpid(), "config": config_lib.to_dict(config)})
+
+        stop = Preemption(abort)
         try:
             with stop:
                 summary = train(stop)

@@ -115,7 +115,7 @@ class Session:
 
     @property
     def stopping(self) -> bool:
-        """A SIGTERM/SIGUSR2 was caught: the loop stops after its current chunk."""
+        """A SIGTERM/SIGUSR2/SIGINT/SIGHUP was caught: the loop stops after its current chunk."""
         return self.stop is not None and self.stop.signum is not None
 
     def after_chunk(self, at: int) -> bool:

@@ -54,6 +54,7 @@ def start(wandb, logger, out_dir: Path, *, name: str, group: str | None, job_typ
     """wandb.init for a dlf directory: id from the directory (resumed on rerun), W&B files in
     `<out_dir>/wandb/`, no network at all offline, bounded waits online."""
     mode = logger.mode
+    _logs_in(out_dir)
     # console off: dlf's terminal output is in train.log; quiet: no history/summary footer
     settings: dict[str, Any] = {"console": "off", "quiet": True}
     if mode == "online":
@@ -66,6 +67,21 @@ def start(wandb, logger, out_dir: Path, *, name: str, group: str | None, job_typ
     return wandb.init(mode=mode, dir=str(out_dir), project=logger.project, entity=logger.entity, group=group,
                       name=name, id=naming.run_id(out_dir), resume="allow", job_type=job_type, tags=tags,
                       config=config, reinit="finish_previous", settings=wandb.Settings(**settings))
+
+
+_CACHE_ENV = "WANDB_CACHE_DIR"
+_cache_is_ours = False
+
+
+def _logs_in(out_dir: Path) -> None:
+    """wandb-core writes its debug logs under WANDB_CACHE_DIR (default ~/.cache/wandb/logs, outside
+    any run, also offline): unless the user set it, they go to <out_dir>/wandb/cache/ (the first
+    run of a process that starts the W&B service)."""
+    global _cache_is_ours
+    if _CACHE_ENV in os.environ and not _cache_is_ours:
+        return
+    os.environ[_CACHE_ENV] = str(Path(out_dir) / "wandb" / "cache")
+    _cache_is_ours = True
 
 
 def history_item(row: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
