@@ -33,10 +33,12 @@ def test_a_killed_grid_skips_its_finished_runs(tmp_path, full):
     assert json.loads((d / "summary.json").read_text())["status"] == "running"  # never taken for a finished grid
     assert not (d / "phase.csv").exists() and not (d / "runs.csv").exists()
     with (d / "runs.partial.jsonl").open("a") as f:
+        f.write('{}\n[1]\n')  # valid JSON of the wrong shape (issue 21, case 10): dropped, named
         f.write('{"A": 10.0, "T": 5')  # a line cut short by the kill
     again = run_cli(*GRID, "hydra.run.dir=g", cwd=tmp_path, module="dlf.phase")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "4 of 8 runs finished before (runs.partial.jsonl); training the other 4" in again.stdout + again.stderr
+    assert "runs.partial.jsonl line 5 is not a finished run's row; dropped" in again.stdout + again.stderr
     _same(d, full)
     third = run_cli(*GRID, "hydra.run.dir=g", cwd=tmp_path, module="dlf.phase")
     assert third.returncode == 0 and "nothing to do" in third.stdout + third.stderr

@@ -183,11 +183,21 @@ def test_a_truncated_metrics_log_is_repaired_on_resume(tmp_path, full):
     _same_as(d, full)
 
 
-def test_a_missing_metrics_log_trains_again_from_the_start(tmp_path, full):
+@pytest.mark.parametrize("damage", ["missing", "a middle line of the wrong shape"])
+def test_a_missing_or_damaged_metrics_log_trains_again_from_the_start(tmp_path, full, damage):
+    """A metrics.jsonl that is gone, or whose middle line is valid JSON of the wrong shape (issue
+    21, case 10): the rows cannot be trusted, so the run trains again from the start, with one
+    warning naming the file, no traceback, and ends as the uninterrupted run."""
     d = _killed(tmp_path)
-    (d / "metrics.jsonl").unlink()
+    if damage == "missing":
+        (d / "metrics.jsonl").unlink()
+    else:
+        lines = (d / "metrics.jsonl").read_text().splitlines()
+        (d / "metrics.jsonl").write_text("\n".join([lines[0], "[1]", *lines[2:]]) + "\n")
     out = _resume(tmp_path)
     assert "lacks rows before the checkpoint at step 300; training again from the start" in out
+    if damage != "missing":
+        assert f"{d / 'metrics.jsonl'} cannot be read (a line that is not a metrics row)" in out
     _same_as(d, full)
 
 

@@ -116,11 +116,14 @@ def _done(path: Path) -> dict[tuple, dict]:
     if not path.exists():
         return {}
     rows = []
-    for line in path.read_text().splitlines():
+    for i, line in enumerate(path.read_text().splitlines(), 1):
         try:
-            rows.append(json.loads(line))
-        except ValueError:  # a line cut short by a kill: that run is trained again
-            log.warning("dlf.phase: %s: dropped a line cut short", path.name)
+            row = json.loads(line)
+            if not (isinstance(row, dict) and {"A", "T", "seed"} <= row.keys()):
+                raise ValueError("not a run's row")
+            rows.append(row)
+        except ValueError:  # a line cut short by a kill, or not a run's row: that run is trained again
+            log.warning("dlf.phase: %s line %d is not a finished run's row; dropped (its run trains again)", path, i)
     return {(r["A"], r["T"], r["seed"]): r for r in rows}
 
 

@@ -41,8 +41,15 @@ def _unit_of(row: dict[str, Any]) -> int:
 
 def _kept_rows(path: Path, start: int, log_every: int) -> list[dict[str, Any]] | None:
     """The metrics rows up to the checkpoint at `start` (one per log point: a truncated last line
-    or rows written after the checkpoint are dropped), or None if some are missing."""
-    rows = outputs.read_jsonl(path) if path.exists() else []
+    or rows written after the checkpoint are dropped), or None if some are missing or a line is
+    not a metrics row (then the run trains again from the start: the rows cannot be trusted)."""
+    try:
+        rows = outputs.read_jsonl(path) if path.exists() else []
+        if not all(isinstance(r, dict) and isinstance(r.get("step"), int) for r in rows):
+            raise ValueError("a line that is not a metrics row")
+    except ValueError as e:
+        log.warning("dlf: %s cannot be read (%s)", path, str(e).splitlines()[0])
+        return None
     by_unit = {_unit_of(r): r for r in rows if _unit_of(r) <= start}
     if any(u not in by_unit for u in range(0, start, log_every)):
         return None
