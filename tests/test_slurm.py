@@ -207,7 +207,7 @@ def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninte
 @pytest.mark.slurm
 def test_grid_shards_run_as_a_slurm_array_and_merge_to_the_one_process_result(tmp_path):
     partition = _slurm_partition()
-    grid = ["grid.A=1,10", "grid.T=50,100", "seeds=2", "train.steps=60", "train.log_every=30", "model.width=4",
+    grid = ["grid.A=1,10", "grid.T=20,50", "seeds=2", "train.steps=60", "train.log_every=30", "model.width=4",
             "compile_cache=null"]
     one = run_cli(*grid, "hydra.run.dir=one", cwd=tmp_path, module="dlf.phase", timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
