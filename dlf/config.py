@@ -285,24 +285,28 @@ def import_plugins(modules: Any) -> None:
                               "(on PYTHONPATH)") from None
 
 
-def from_dict(data: Mapping[str, Any], plugins: bool = True) -> Config:
-    """Build and validate a Config from a plain (resolved) mapping; missing keys take defaults.
-    The `plugins` modules it names are imported first unless `plugins` is False."""
+def _built(data: Any, plugins: bool) -> Config:
+    """The validated Config of a plain mapping (missing keys take defaults), its `plugins`
+    modules imported first when `plugins` is True."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"a config must be a mapping of keys, got {type(data).__name__}")
     if plugins:
         import_plugins(data.get("plugins"))
-    return _check_new_run(_check_cross(build(Config, data, "")))
+    return _check_cross(build(Config, data, ""))
+
+
+def from_dict(data: Mapping[str, Any], plugins: bool = True) -> Config:
+    """Build and validate the Config of a new run from a plain (resolved) mapping; missing keys
+    take defaults. The `plugins` modules it names are imported first unless `plugins` is False."""
+    return _check_new_run(_built(data, plugins))
 
 
 def stored(data: Any) -> Config:
     """The Config of a stored record (a summary.json's `config`, a config.yaml, a checkpoint's
-    config.json): validated like any config, but reading results never imports (runs) the
-    `plugins` modules it names; a model or loss of a plugin not imported in this process is then
-    a ConfigError."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"a config must be a mapping of keys, got {type(data).__name__}")
-    return _check_cross(build(Config, data, ""))  # what it ran as: no check of what a new run may be
+    config.json): validated as it ran (not by what a new run may be), and reading results never
+    imports (runs) the `plugins` modules it names; a model or loss of a plugin not imported in
+    this process is then a ConfigError."""
+    return _built(data, plugins=False)
 
 
 def read_yaml(path: Path) -> Config:
