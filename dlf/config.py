@@ -90,6 +90,8 @@ class CheckpointConfig:
     every_epochs: int = _f(0, low=0, doc="mini-batch runs: orbax checkpoint every N epochs (0: off)")
     every_steps: int = _f(0, low=0, doc="full-batch runs: orbax checkpoint every N steps (0: off)")
     keep: int = _f(2, low=1, doc="checkpoints kept (the newest)")
+    allow_other_code: bool = _f(False, doc="resume checkpoints (or a grid's finished runs) written by another "
+                                "version of dlf's source; each segment's version is recorded in summary.json")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,31 @@ def git_sha(path: Path | None = None) -> str:
         return "unknown"
 
 
+_SOURCE: str | None = None
+
+
+def source_hash() -> str:
+    """16 hex digits of the SHA-256 of the dlf package's Python source (every dlf/**/*.py, by
+    relative path and content): what computed a result, whether or not the tree is in git."""
+    global _SOURCE
+    if _SOURCE is None:
+        import hashlib
+
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for f in sorted(root.rglob("*.py")):
+            if "__pycache__" not in f.parts:
+                h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        _SOURCE = h.hexdigest()[:16]
+    return _SOURCE
+
+
+def code_version() -> dict[str, str]:
+    """{source: source_hash(), git_sha: git_sha()}: two results of one source hash come from the
+    same code; the commit says where to find it."""
+    return {"source": source_hash(), "git_sha": git_sha()}
+
+
 class JsonlWriter:
     """Appends one JSON object per line, flushed each time so a killed run keeps its rows."""
 

@@ -24,6 +24,21 @@ def run_cli(*overrides: str, cwd: Path, timeout: float = 600, module: str = "dlf
                           capture_output=True, text=True, timeout=timeout)
 
 
+def changed_code(cwd: Path) -> str:
+    """A copy of dlf (and conf/) in cwd with one source file changed (a comment added to
+    dlf/data/spiral.py: the same maths, another source hash), which `python -m` in cwd imports in
+    place of the checkout, as after a `git pull`. Returns the copy's source hash."""
+    import shutil
+
+    shutil.copytree(ROOT / "dlf", cwd / "dlf", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(CONF, cwd / "conf")
+    with (cwd / "dlf" / "data" / "spiral.py").open("a") as f:
+        f.write("# a change after the run started\n")
+    p = subprocess.run([sys.executable, "-c", "from dlf.outputs import source_hash; print(source_hash())"],
+                       cwd=cwd, capture_output=True, text=True, check=True)
+    return p.stdout.strip()
+
+
 # Overrides that make any spiral run take a fraction of a second (defined once for every tier).
 # (oscillating to the end: with the default switch-off, the last period, a run this short would never
 # switch the dynamical loss on, which dlf refuses)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import changed_code, run_cli
 
 from dlf.outputs import read_jsonl
 
@@ -171,6 +171,115 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, fu
     out = _resume(tmp_path)
     assert "the checkpoint at 300" in out and "cannot be read" in out
     assert "resuming from the checkpoint at step 200" in out
+    _same_as(d, full)
+
+
+@pytest.mark.parametrize("damage", ["a bit flipped in its largest array file", "arrays unlike their sums",
+                                    "its record (dlf.json) gone"])
+def test_a_damaged_checkpoint_is_never_resumed_from(tmp_path, full, damage):
+    """Issue 21, case 1: one bit flipped in the middle of the largest file of the newest checkpoint
+    (orbax resumed from it before), arrays that do not hash to the sums written with them (what a
+    decoding fault gives), or a checkpoint without its record: one line naming it, the previous
+    checkpoint is used, the run ends as the uninterrupted one, and no asyncio tracebacks."""
+    d = _killed(tmp_path)
+    step = d / "checkpoints" / "300"
+    if damage.startswith("a bit"):
+        f = max((f for f in (step / "default").rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+        b = bytearray(f.read_bytes())
+        b[len(b) // 2] ^= 1
+        f.write_bytes(bytes(b))
+        why = "its files do not match the SHA-256 sums written with them"
+    elif damage.startswith("arrays"):
+        meta = json.loads((step / "dlf.json").read_text())
+        first = sorted(meta["sha256"])[0]
+        meta["sha256"][first] = "0" * 64
+        (step / "dlf.json").write_text(json.dumps(meta))
+        why = "its arrays do not match the SHA-256 sums written with them"
+    else:
+        (step / "dlf.json").unlink()
+        why = "No such file or directory"
+    out = _resume(tmp_path)
+    assert f"the checkpoint at 300 in {d / 'checkpoints'} cannot be read" in out and why in out
+    assert "resuming from the checkpoint at step 200" in out and "Traceback" not in out
+    _same_as(d, full)
+
+
+def test_a_resume_under_other_code_is_refused_or_recorded(tmp_path, full):
+    """Issue 21, case 3: killed after step 300, then the code changes (a copy of dlf with one file
+    edited, imported in place of the checkout): the same command is refused with one line naming
+    the checkpoint and both source hashes, and nothing is trained; with checkpoint.allow_other_code
+    it resumes, and summary.json records each segment's code (steps 0-300 old, 300- new)."""
+    from dlf.outputs import source_hash
+
+    d = _killed(tmp_path)
+    new = changed_code(tmp_path)
+    assert new != source_hash()
+    rows_before = (d / "metrics.jsonl").read_text()
+    p = run_cli(*ARGS, "checkpoint.every_steps=100", "hydra.run.dir=run", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr[-3000:]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{d / 'checkpoints' / '300'} was written by other dlf source (source " \
+        f"{source_hash()}" in lines[0]
+    assert f"this is {new}" in lines[0] and "checkpoint.allow_other_code=true" in lines[0]
+    assert (d / "metrics.jsonl").read_text() == rows_before and (d / "checkpoints" / "300").is_dir()
+    p = run_cli(*ARGS, "checkpoint.every_steps=100", "checkpoint.allow_other_code=true", "hydra.run.dir=run",
+                cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resuming from the checkpoint at step 300" in p.stdout + p.stderr
+    segments = _summary(d)["code_segments"]
+    assert [(x["from"], x["source"]) for x in segments] == [(0, source_hash()), (300, new)]
+    _same_as(d, full)
+
+
+def test_a_run_dir_whose_records_disagree_is_refused(tmp_path, full):
+    """Issue 21, case 6: a copied run directory whose config.yaml says A=20 while summary.json
+    holds the A=10 run: the A=20 command is refused naming both files (not "nothing to do"), and
+    dlf.results does not return the A=10 results as A=20."""
+    import shutil
+
+    from dlf.analysis.results import ResultsError, load, read_run
+
+    d = tmp_path / "copy"
+    shutil.copytree(full, d)
+    (d / "config.yaml").write_text((d / "config.yaml").read_text().replace("A: 10", "A: 20", 1))
+    p = run_cli(*ARGS, "schedule.A=20", f"hydra.run.dir={d}", cwd=tmp_path)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "config.yaml and summary.json describe different runs (differ in schedule.A)" in lines[0]
+    run = read_run(d)
+    assert run.status == "failed" and "summary.json belongs to another configuration than config.yaml" in run.error
+    with pytest.raises(ResultsError, match="no finished run"):
+        load(d)
+
+
+@pytest.mark.parametrize("what", ["summary.json [1]", "checkpoints/config.json [1]", "config.yaml a directory",
+                                  "summary.json a directory"])
+def test_a_malformed_record_names_the_file_and_never_sticks(tmp_path, full, what):
+    """Issue 21, case 10: valid JSON of the wrong shape in summary.json (the run resumes, the
+    file is replaced) or checkpoints/config.json (checkpoints that cannot be tied to a config are
+    set aside, the run starts over); a record that is a directory: one line naming it, exit 2."""
+    d = _killed(tmp_path)
+    name, _, bad = what.partition(" ")
+    if bad == "[1]":
+        (d / name).write_text("[1]\n")
+    else:
+        (d / name).unlink()
+        (d / name).mkdir()
+    p = run_cli(*ARGS, "checkpoint.every_steps=100", "hydra.run.dir=run", cwd=tmp_path)
+    out = p.stdout + p.stderr
+    if bad != "[1]":
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and f"{d / name} is not a file" in lines[0]
+        return
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Traceback" not in out
+    if name == "summary.json":
+        assert f"{d / name} is not a run's summary (not a JSON object); it is replaced" in out
+        assert "resuming from the checkpoint at step 300" in out
+    else:
+        assert f"{d / name} cannot be read (a config must be a mapping of keys, got list); its checkpoints are " \
+               "moved to" in out and "resuming" not in out
+        assert [x.name for x in d.glob("checkpoints.untrusted-*")]
     _same_as(d, full)
 
 

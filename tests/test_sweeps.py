@@ -34,19 +34,21 @@ def test_aggregate_refuses_a_directory_without_a_sweep_and_writes_nothing(tmp_pa
 
 
 def test_aggregate_names_unusable_jobs_and_aggregates_the_rest(tmp_path):
-    p = run_cli("-m", "schedule.A=1,5,10", "train.steps=20", "schedule.T=10", "train.log_every=10", "seeds=2",
+    p = run_cli("-m", "schedule.A=1,5,10,20", "train.steps=20", "schedule.T=10", "train.log_every=10", "seeds=2",
                 "model.width=4", "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     sweep = tmp_path / "sweep"
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))
-    assert len(jobs) == 3
+    assert len(jobs) == 4
+    (jobs[3] / "summary.json").write_text("[1]\n")  # valid JSON of the wrong shape (issue 21, case 10)
     (jobs[0] / "summary.json").write_text((jobs[0] / "summary.json").read_text()[:100])  # cut short
     cfg = yaml.safe_load((jobs[1] / "config.yaml").read_text())  # a summary left by another config
     cfg["seeds"] = 3
     (jobs[1] / "config.yaml").write_text(yaml.safe_dump(cfg))
     p = run_cli(str(sweep), cwd=tmp_path, module="dlf.aggregate")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "1 job(s) ok, 2 failed" in p.stdout
+    assert "1 job(s) ok, 3 failed" in p.stdout
+    assert f"failed: {jobs[3].name}: summary.json holds a list, not a run's summary" in p.stdout
     assert f"failed: {jobs[0].name}: summary.json cannot be read" in p.stdout
     assert (f"failed: {jobs[1].name}: summary.json belongs to another configuration than config.yaml "
             "(differs in seeds)") \

@@ -88,6 +88,31 @@ class RunResult:
                 for i, s in enumerate(self.seeds)]
 
 
+def identity(cfg: Config) -> dict[str, Any]:
+    """The flat dotted keys that define what a run computes (FREE keys left out)."""
+    return {k: v for k, v in settings(cfg).items() if k.split(".")[0] not in FREE}
+
+
+def differing(a: Config, b: Config) -> list[str]:
+    """The dotted keys whose values differ between two configs (FREE keys ignored)."""
+    ia, ib = identity(a), identity(b)
+    return sorted(k for k in set(ia) | set(ib) if json.dumps(ia.get(k)) != json.dumps(ib.get(k)))
+
+
+def _other_config(job: Path, summary_config: Config) -> str | None:
+    """The keys in which a run's summary.json and its config.yaml disagree (a summary left by a run
+    of another configuration, a copied file), or None."""
+    from dlf.config import read_yaml
+
+    f = job / "config.yaml"
+    if not f.exists():
+        return None
+    try:
+        return ", ".join(differing(read_yaml(f), summary_config)) or None
+    except ConfigError as e:  # an unreadable config.yaml: the run cannot be trusted
+        return f"config.yaml, which cannot be read ({e})"
+
+
 def read_run(path: Path) -> RunResult:
     """The record of one dlf.train run directory."""
     path = Path(path)
@@ -104,6 +129,9 @@ def read_run(path: Path) -> RunResult:
         cfg = stored(s["config"]) if s.get("config") is not None else None
     except ConfigError as e:
         return RunResult(path, "failed", error=f"the config in summary.json cannot be read ({e})", summary=s)
+    if cfg is not None and (other := _other_config(path, cfg)):
+        return RunResult(path, "failed", error=f"summary.json belongs to another configuration than config.yaml "
+                         f"(differs in {other}); the directory cannot be trusted", summary=s)
     status = s.get("status")
     if status in ("running", "interrupted"):
         return RunResult(path, "incomplete", cfg, summary=s,

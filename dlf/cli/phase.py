@@ -69,7 +69,7 @@ def main() -> None:
     from dlf.drive.grid import merge
 
     try:
-        merge(Path(dirs[-1]))
+        merge(Path(dirs[-1]), shards)
     except config_lib.ConfigError as e:
         user_error(e)
 

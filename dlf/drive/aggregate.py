@@ -13,7 +13,6 @@ from typing import Any
 from dlf import config as config_lib
 from dlf.analysis.results import METRICS, read_sweep
 from dlf.drive import phase_dir
-from dlf.drive.rundir import differing
 
 
 @dataclass
@@ -43,9 +42,6 @@ def collect(root: Path) -> Sweep:
         if not run.complete:
             sw.failed[name] = run.error
             continue
-        if other := _other_config(run.path, run.config):
-            sw.failed[name] = f"summary.json belongs to another configuration than config.yaml (differs in {other})"
-            continue
         if run.diverged_seeds:
             sw.diverged[name] = sorted(run.diverged_seeds)
         sw.ok.append(name)
@@ -62,19 +58,6 @@ def collect(root: Path) -> Sweep:
                             **{m: row[m] for m in METRICS},
                             "diverged_step": int(diverged_at.get(str(row["seed"]), -1))})
     return sw
-
-
-def _other_config(job: Path, summary_config: config_lib.Config) -> str | None:
-    """The keys in which a job's summary.json and its config.yaml disagree (a summary left by an
-    earlier run of another configuration), or None."""
-    f = job / "config.yaml"
-    if not f.exists():
-        return None
-    try:
-        stored = config_lib.read_yaml(f)
-    except Exception as e:  # noqa: BLE001 - an unreadable config.yaml: the job cannot be trusted
-        return f"config.yaml, which cannot be read: {type(e).__name__}"
-    return ", ".join(differing(stored, summary_config)) or None
 
 
 def aggregate(root: Path, baseline: str = "A=1", metric: str = "val_acc") -> dict[str, Any]:

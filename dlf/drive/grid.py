@@ -66,25 +66,39 @@ def check(cfg: Config) -> None:
                           "number of grid points")
 
 
-def merge(root: Path) -> dict[str, Any]:
-    """Merge the shard_*/ directories of a sharded grid into root: runs.csv, phase.csv, phase.png
-    and summary.json as a one-process grid writes them. Refused while a shard is not finished."""
+def merge(root: Path, n_shards: int | None = None) -> dict[str, Any]:
+    """Merge shard_0/ .. shard_<n-1>/ of a grid split into n_shards (default: as shard_0 says)
+    into root: runs.csv, phase.csv, phase.png and summary.json as a one-process grid writes them.
+    Refused while one of them is not a finished shard of that plan; shard directories of an
+    earlier plan with more shards are left out, with a line."""
     root = Path(root)
-    shards = sorted(root.glob("shard_*/summary.json"))
-    if not shards:
-        raise ConfigError(f"{root} holds no shard_*/ of a sharded dlf.phase grid")
-    summaries = [rundir.read_summary(s.parent) or {} for s in shards]
+    first = rundir.read_summary(root / "shard_0")
+    if not isinstance(first, dict) or not isinstance(first.get("config"), dict):
+        raise ConfigError(f"{root} holds no finished shard_0/ of a sharded dlf.phase grid")
+    cfg = config_lib.replace(config_lib.stored(first["config"]), grid=dict(shard=None))
+    n = n_shards or cfg.grid.shards
+    shards = [root / f"shard_{k}" / "summary.json" for k in range(n)]
+    summaries = [rundir.read_summary(p.parent) for p in shards]
+    summaries = [x if isinstance(x, dict) else {} for x in summaries]
+    plan = [(x.get("config") or {}).get("grid", {}).get("shards") if isinstance(x.get("config"), dict) else None
+            for x in summaries]
+    if any(x.get("status") != "ok" for x in summaries) or any(p != n for p in plan):
+        state = ", ".join(f"{p.parent.name}: {x.get('status', 'missing')}" + (f" (of {q} shards)" if q != n else "")
+                          for p, x, q in zip(shards, summaries, plan))
+        raise ConfigError(f"{root}: not all {n} shards finished ({state}); rerun the same command to finish them")
     cfg = config_lib.replace(config_lib.stored(summaries[0]["config"]), grid=dict(shard=None))
-    if len(shards) != cfg.grid.shards or any(s.get("status") != "ok" for s in summaries):
-        state = ", ".join(f"{p.parent.name}: {s.get('status')}" for p, s in zip(shards, summaries))
-        raise ConfigError(f"{root}: {len(shards)} of {cfg.grid.shards} shards, not all finished ({state}); "
-                          "rerun the same command to finish them")
-    done = {(r["A"], r["T"], r["seed"]): r for p in shards for r in results.read_runs_csv(p.parent / "runs.csv")}
+    stale = sorted(p.name for p in root.glob("shard_*") if p.name[6:].isdigit() and int(p.name[6:]) >= n)
+    if stale:
+        log.info("dlf.phase: %s left out of the merge (shards of an earlier plan; their runs were reused)",
+                 ", ".join(stale))
+    done = {k: r for p in shards for k, r in _done(p.parent / PARTIAL).items()}  # with each run's code
+    done.update({(r["A"], r["T"], r["seed"]): {**r, "code": done.get((r["A"], r["T"], r["seed"]), {}).get("code")}
+                 for p in shards for r in results.read_runs_csv(p.parent / "runs.csv")})
     seeds = range(cfg.seed, cfg.seed + cfg.seeds)
     final = [done[A, T, s] for A, T in points(cfg) for s in seeds]
     summary = phase_dir.write(root, final, phase_dir.title(cfg), {
         "status": "ok", "seeds": list(seeds), "steps": cfg.train.steps, "shards": len(shards),
-        "git_sha": outputs.git_sha(), "config": config_lib.to_dict(cfg)},
+        "code_segments": _code_segments(final), "git_sha": outputs.git_sha(), "config": config_lib.to_dict(cfg)},
         baseline=cfg.stats.baseline, metric=cfg.stats.metric)
     log.info("dlf.phase: merged %d shards into %s: %s", len(shards), root, phase_dir.describe(root))
     return summary
@@ -112,8 +126,9 @@ def _free_bytes() -> int:
 
 
 def _done(path: Path) -> dict[tuple, dict]:
-    """The runs a killed or interrupted grid already finished: (A, T, seed) -> runs.csv row."""
-    if not path.exists():
+    """The runs a killed or interrupted grid already finished: (A, T, seed) -> runs.csv row (with
+    the `code` that trained it)."""
+    if not path.is_file():
         return {}
     rows = []
     for i, line in enumerate(path.read_text().splitlines(), 1):
@@ -125,6 +140,51 @@ def _done(path: Path) -> dict[tuple, dict]:
         except ValueError:  # a line cut short by a kill, or not a run's row: that run is trained again
             log.warning("dlf.phase: %s line %d is not a finished run's row; dropped (its run trains again)", path, i)
     return {(r["A"], r["T"], r["seed"]): r for r in rows}
+
+
+def _harvest(cfg: Config, out_dir: Path) -> dict[tuple, dict]:
+    """A shard's finished runs: its own runs.partial.jsonl, then those of its sibling shard_*/
+    directories that hold this configuration (a grid re-planned with another grid.shards keeps
+    every run any earlier plan finished)."""
+    done = _done(out_dir / PARTIAL)
+    if cfg.grid.shard is None:
+        return done
+    for sib in sorted(out_dir.parent.glob("shard_*")):
+        if sib == out_dir or not (sib / PARTIAL).is_file():
+            continue
+        try:
+            old = rundir.stored_config(sib)
+        except ConfigError:
+            old = None
+        if old is None or rundir.differing(old, cfg):
+            log.warning("dlf.phase: %s holds another configuration; its runs are not used", sib)
+            continue
+        done = {**_done(sib / PARTIAL), **done}
+    return done
+
+
+def _code_check(cfg: Config, partial: Path, done: dict[tuple, dict], now: dict[str, str]) -> None:
+    """Finished runs of other dlf source are refused (one line) unless checkpoint.allow_other_code."""
+    other = sorted({str((r.get("code") or {}).get("source", "unknown")) if isinstance(r.get("code"), dict)
+                    else "unknown" for r in done.values()} - {now["source"]})
+    if not other:
+        return
+    if not cfg.checkpoint.allow_other_code:
+        raise ConfigError(f"{partial} holds finished runs of other dlf source ({', '.join(other)}; this is "
+                          f"{now['source']}, git {now['git_sha']}); go on with that code, give "
+                          "checkpoint.allow_other_code=true to go on under this one (summary.json records the code of "
+                          "every run), or hydra.run.dir=... to start over")
+    log.warning("dlf.phase: going on under other dlf source than trained %d finished run(s) "
+                "(checkpoint.allow_other_code=true); summary.json records the code of every run", len(done))
+
+
+def _code_segments(final: list[dict]) -> list[dict]:
+    """[{source, git_sha, runs}] over the runs of a grid, one entry per code version."""
+    seen: dict[str, dict] = {}
+    for r in final:
+        c = r.get("code") if isinstance(r.get("code"), dict) else {"source": "unknown", "git_sha": "unknown"}
+        seen.setdefault(c.get("source"), {**c, "runs": 0})["runs"] += 1
+    return list(seen.values())
 
 
 def run_phase(cfg: Config, out_dir: Path, config_yaml: str | None = None) -> dict[str, Any]:
@@ -150,7 +210,11 @@ def _train_grid(s: Session) -> dict[str, Any]:
     partial = out_dir / PARTIAL
     b, vmap_size = s.build(grid)
     runs = b.runs  # point-major: a chunk holds whole points
-    done = _done(partial)
+    mine = {(r.A, r.T, r.seed) for r in runs}
+    own = _done(partial)
+    done = {k: r for k, r in _harvest(cfg, out_dir).items() if k in mine}
+    code = outputs.code_version()
+    _code_check(cfg, partial, done, code)
     todo = [i for i, r in enumerate(runs) if (r.A, r.T, r.seed) not in done]
     if done:
         log.info("dlf.phase: %d of %d runs finished before (%s); training the other %d", len(runs) - len(todo),
@@ -170,6 +234,9 @@ def _train_grid(s: Session) -> dict[str, Any]:
     compile_s, train_s = 0.0, 0.0
     progress = GridProgress(len(grid), len(todo), steps, n_chunks)
     with outputs.JsonlWriter(partial, append=True) as writer:
+        for k, row in done.items():
+            if k not in own:  # runs another shard plan finished: this shard's record of them
+                writer.write(row)
         for i in range(n_chunks):
             n, states, hp = chunk(i)
             if i == 0:
@@ -187,7 +254,7 @@ def _train_grid(s: Session) -> dict[str, Any]:
             train_s += dt
             for j in range(n):
                 r = runs[todo[i * size + j]]
-                done[r.A, r.T, r.seed] = row = _row(r, last, j)
+                done[r.A, r.T, r.seed] = row = {**_row(r, last, j), "code": code}
                 writer.write(row)
             progress.chunk_done(i, n, train_s)
             if s.after_chunk(i + 1) and i < n_chunks - 1:
@@ -200,7 +267,8 @@ def _train_grid(s: Session) -> dict[str, Any]:
         "status": "ok", "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)), "steps": steps,
         "chunk_runs": size, "step": b.step_name, "vmap_size": vmap_size, "chunks": n_chunks, "devices": n_dev,
         "backend": jax.default_backend(), "compile_s": compile_s, "train_s": train_s,
-        "run_steps_per_s": len(todo) * steps / train_s if train_s else None, **s.provenance()},
+        "run_steps_per_s": len(todo) * steps / train_s if train_s else None, "code_segments": _code_segments(final),
+        **s.provenance()},
         baseline=cfg.stats.baseline, metric=cfg.stats.metric)
     log.info("dlf.phase: %s | %.1f s (compile %.1f s), %s run-steps/s", phase_dir.describe(out_dir),
              summary["wall_s"], compile_s, f"{summary['run_steps_per_s']:.0f}" if train_s else "-")

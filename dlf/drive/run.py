@@ -17,6 +17,7 @@ from dlf.core.schedule import gamma
 from dlf.drive import report
 from dlf.drive.progress import Progress, warn_if_slow
 from dlf.drive.session import Session, soft
+from dlf.errors import ConfigError
 
 log = logging.getLogger("dlf")
 
@@ -56,6 +57,23 @@ def _kept_rows(path: Path, start: int, log_every: int) -> list[dict[str, Any]] |
     return [by_unit[u] for u in sorted(by_unit)]
 
 
+def _segments(cfg: Config, where: Path, unit: int, old: list[dict], now: dict) -> list[dict]:
+    """The code segments of a run resumed at `unit` from the checkpoint `where` written with `old`
+    segments: the same source goes on in the last segment; other source is refused (one line)
+    unless checkpoint.allow_other_code, which starts a new segment."""
+    last = old[-1] if isinstance(old[-1], dict) else {}
+    if last.get("source") == now["source"]:
+        return old
+    if not cfg.checkpoint.allow_other_code:
+        raise ConfigError(f"{where} was written by other dlf source (source {last.get('source')}, git "
+                          f"{last.get('git_sha')}; this is {now['source']}, git {now['git_sha']}); resume with that "
+                          "code, give checkpoint.allow_other_code=true to go on under this one (each segment's code "
+                          "is recorded in summary.json), or hydra.run.dir=... to start over")
+    log.warning("dlf: resuming under other dlf source than wrote %s (checkpoint.allow_other_code=true); "
+                "summary.json records each segment's code", where)
+    return [*old, {**now, "from": unit}]
+
+
 class _Checkpoints:
     """The run's checkpoints, opened on first use (orbax is imported only by runs that checkpoint)."""
 
@@ -90,13 +108,17 @@ def _train(s: Session, group: str | None) -> dict[str, Any]:
 
     start, states = 0, b.states
     rows: list[dict[str, Any]] = []
+    segments = [{"from": 0, **outputs.code_version()}]  # the code of each stretch of the run
     if can_resume and checkpoints.dir.is_dir() and (got := checkpoints().restore(b.states)):
         kept = _kept_rows(out_dir / "metrics.jsonl", got[0], cfg.train.log_every)
         if kept is None:
             log.warning("dlf: metrics.jsonl lacks rows before the checkpoint at %s %d; training again "
                         "from the start", unit_name, got[0])
+            checkpoints().clear()
         else:
-            (start, states), rows = got, kept
+            segments = _segments(cfg, checkpoints().dir / str(got[0]), got[0], got[2]["segments"], segments[0])
+            start, states, _ = got
+            rows = kept
             log.info("dlf: resuming from the checkpoint at %s %d (%s)", unit_name, start, checkpoints().dir)
     writer = outputs.JsonlWriter(out_dir / "metrics.jsonl")
     for row in rows:
@@ -137,10 +159,10 @@ def _train(s: Session, group: str | None) -> dict[str, Any]:
 
     def after_chunk(u: int, states) -> bool:
         if checkpoint_due(u):
-            checkpoints().save(u, states)
+            checkpoints().save(u, states, segments)
         if s.after_chunk(u) and u < units:
             if can_resume:
-                checkpoints().save(u, states)
+                checkpoints().save(u, states, segments)
             stopped_at.append(u)
             return True  # the engine stops after this chunk (its metrics are still written)
         return False
@@ -171,7 +193,7 @@ def _train(s: Session, group: str | None) -> dict[str, Any]:
     timing = Timing(compile_s=compiled.compile_s, train_s=train_s)
     summary = report.summarize(cfg, b.seeds, rows, diverged_step, timing, steps,
                                (units - start) * (spe if cfg.epoch_run else 1))
-    summary.update(step=b.step_name, vmap_size=vmap_size)
+    summary.update(step=b.step_name, vmap_size=vmap_size, code_segments=segments)
     figures = [out_dir / "dynamics.png"] if soft("the dynamics figure", report.dynamics_figure, cfg, out_dir,
                                                  rows, gamma_dense, b.n_train) else []
     if b.program.probes:

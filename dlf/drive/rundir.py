@@ -21,6 +21,7 @@ from typing import Any
 
 from dlf import config as config_lib
 from dlf import outputs
+from dlf.analysis.results import differing, identity  # noqa: F401 - the directory's identity, as results read it
 from dlf.config import Config
 from dlf.errors import ConfigError
 
@@ -28,30 +29,38 @@ log = logging.getLogger("dlf")
 
 FREE = config_lib.FREE  # keys that may differ between two processes working on one run directory
 FINISHED = ("ok", "diverged")
+GRID_PLAN = ("A", "T", "shards", "shard")  # the grid keys that say which runs a directory holds
 
 
 class RunDirError(ConfigError):
     """A run directory that this process may not use; nothing was written to it."""
 
 
-def identity(cfg: Config) -> dict[str, Any]:
-    """The flat dotted keys that define what a run computes (FREE keys left out)."""
-    from dlf.analysis.results import settings
-
-    return {k: v for k, v in settings(cfg).items() if k.split(".")[0] not in FREE}
-
-
-def _stored_config(out_dir: Path) -> Config | None:
-    """The config of the run already in out_dir (its config.yaml, else its summary.json), or None."""
+def stored_config(out_dir: Path) -> Config | None:
+    """The config of the run already in out_dir (its config.yaml, else its summary.json), or None.
+    Where both hold one they must agree (a summary left by another run is never taken for this
+    one's), else the directory is refused naming the keys."""
     f = out_dir / "config.yaml"
-    s = None if f.exists() else read_summary(out_dir)
-    if not f.exists() and not (isinstance(s, dict) and s.get("config") is not None):
+    s = read_summary(out_dir)
+    in_summary = isinstance(s, dict) and s.get("config") is not None
+    if not f.exists() and not in_summary:
         return None
     try:
-        return config_lib.read_yaml(f) if f.exists() else config_lib.stored(s["config"])
-    except ConfigError as e:
+        cfg = config_lib.read_yaml(f) if f.exists() else config_lib.stored(s["config"])
+    except (ConfigError, OSError) as e:
         raise RunDirError(f"{out_dir} holds a run whose {f.name if f.exists() else 'summary.json'} config cannot "
                           f"be read ({e}); give this run its own hydra.run.dir") from None
+    if f.exists() and in_summary:
+        try:
+            other = config_lib.stored(s["config"])
+        except ConfigError as e:
+            raise RunDirError(f"{out_dir / 'summary.json'} holds a config that cannot be read ({e}); give this run "
+                              "its own hydra.run.dir") from None
+        if diff := differing(cfg, other):
+            raise RunDirError(f"{out_dir}: config.yaml and summary.json describe different runs (differ in "
+                              f"{', '.join(diff)}); the directory cannot be trusted: give this run its own "
+                              "hydra.run.dir")
+    return cfg
 
 
 def read_summary(out_dir: Path) -> dict[str, Any] | None:
@@ -62,22 +71,23 @@ def read_summary(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def differing(a: Config, b: Config) -> list[str]:
-    """The dotted keys whose values differ between two configs (FREE keys ignored)."""
-    ia, ib = identity(a), identity(b)
-    return sorted(k for k in set(ia) | set(ib) if json.dumps(ia.get(k)) != json.dumps(ib.get(k)))
-
-
 class Claim:
     """This process's hold on a run directory (the lock is released when the process ends)."""
 
     def __init__(self, out_dir: Path, lock_file):
         self.dir, self._lock = out_dir, lock_file
 
-    def finished(self) -> dict[str, Any] | None:
-        """The summary of a finished run of this configuration in the directory, or None."""
+    def finished(self, config: Config) -> dict[str, Any] | None:
+        """The summary of a finished run of this configuration in the directory, or None. A grid
+        of other points or another shard plan (the `grid` keys, free to change) is not finished:
+        it goes on from the runs it has (a new point trains, the others are kept)."""
         s = read_summary(self.dir)
-        return s if isinstance(s, dict) and s.get("status") in FINISHED else None
+        if not (isinstance(s, dict) and s.get("status") in FINISHED):
+            return None
+        stored = s.get("config") if isinstance(s.get("config"), dict) else {}
+        grid = {k: v for k, v in config_lib.to_dict(config)["grid"].items() if k in GRID_PLAN}
+        was = stored.get("grid") if isinstance(stored.get("grid"), dict) else {}
+        return s if all(json.dumps(was.get(k)) == json.dumps(v) for k, v in grid.items()) else None
 
     def release(self) -> None:
         self._lock.close()
@@ -100,7 +110,13 @@ def claim(out_dir: Path, config: Config) -> Claim:
         raise RunDirError(f"{out_dir} is in use by another dlf process (pid {holder}); wait for it to end "
                           "or give this run its own hydra.run.dir") from None
     try:
-        old = _stored_config(out_dir)
+        for name in ("config.yaml", "summary.json"):
+            if (out_dir / name).exists() and not (out_dir / name).is_file():
+                raise RunDirError(f"{out_dir / name} is not a file; move it away or give this run its own "
+                                  "hydra.run.dir")
+        if (out_dir / "summary.json").exists() and not isinstance(read_summary(out_dir), dict):
+            log.warning("dlf: %s is not a run's summary (not a JSON object); it is replaced", out_dir / "summary.json")
+        old = stored_config(out_dir)
         if old is not None and (diff := differing(old, config)):
             raise RunDirError(f"{out_dir} holds a run of another configuration (differs in {', '.join(diff)}); "
                               "give this run its own hydra.run.dir")
@@ -175,7 +191,7 @@ def execute(out_dir: Path, config: Config, config_yaml: str | None,
     out_dir = Path(out_dir)
     hold = claim(out_dir, config)
     try:
-        if done := hold.finished():
+        if done := hold.finished(config):
             log.info("%s: %s already holds a finished run (summary.json, status %s); nothing to do. Give "
                      "hydra.run.dir=... to train again.", what, out_dir, done["status"])
             return done
