@@ -285,6 +285,11 @@ def import_plugins(modules: Any) -> None:
         except ImportError as e:
             raise ConfigError(f"plugins: cannot import {m!r} ({e}); expected an importable module "
                               "(on PYTHONPATH)") from None
+        from dlf.core.registry import REGISTERING_MODULES
+
+        if not any(n == m or n.startswith(m + ".") for n in REGISTERING_MODULES):
+            raise ConfigError(f"plugins: {m!r} registered nothing; expected a module that registers a model, loss, "
+                              "schedule shape, optimizer, dataset or probe when imported (e.g. MODELS.register)")
 
 
 def _built(data: Any, plugins: bool) -> Config:

@@ -107,11 +107,20 @@ def test_a_grid_whose_dynamical_loss_never_switches_on_is_one_line(tmp_path):
     ("dlf.train", ["=5"], "cannot parse override: Config group override must be a string or a list"),
     ("dlf.train", ["experiment=fig3_grid"], "is a sweep over schedule.A, schedule.T: add -m"),
     ("dlf.phase", ["grid.A=1,10", "probes.hessian.every=50"], "probes.hessian.every=50 is not allowed in dlf.phase"),
+    ("dlf.train", ["plugins=[os]"], "plugins: 'os' registered nothing; expected a module that registers"),
+    ("dlf.train", ["hydra.searchpath=[file:///no/such/configs]"], "hydra.searchpath: file:///no/such/configs does "
+     "not exist"),
+    ("dlf.train", ["hydra.searchpath=[pkg://no_such_pkg.conf]"], "hydra.searchpath: pkg://no_such_pkg.conf does "
+     "not exist"),
+    ("dlf.train", ["hydra.run.dir=/x/${oops}"], "hydra.run.dir: Interpolation key 'oops' not found"),
+    ("dlf.phase", ["grid.shards=0"], "grid.shards=0 is not allowed; expected an integer >= 1"),
 ])
 def test_command_line_slips_are_one_line(tmp_path, module, args, message):
     """Issue 21's bad inputs at the command line: a forgotten -m (with Hydra's hint), an override
-    without a key, a sweep experiment run as one job, probes in a grid (computed and never written)."""
-    p = run_cli(*args, "hydra.run.dir=run", cwd=tmp_path, module=module)
+    without a key, a sweep experiment run as one job, probes in a grid (computed and never written),
+    a plugin that registers nothing, a search path that does not exist (Hydra only warns), an
+    interpolation in a Hydra key that cannot resolve, a shard count of 0."""
+    p = run_cli("hydra.run.dir=run", *args, cwd=tmp_path, module=module)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("dlf: error: "), p.stderr[-2000:]
     assert message in lines[0], lines[0]

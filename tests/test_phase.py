@@ -259,3 +259,34 @@ def test_multirun_jobs_aggregate_to_the_phase_diagram(tmp_path):
 def test_aggregate_bad_input(tmp_path):
     q = run_cli(str(tmp_path / "nope"), cwd=tmp_path, module="dlf.aggregate")
     assert q.returncode == 2 and "is not a directory" in q.stderr
+
+
+@pytest.mark.parametrize("text", ["{{{: [\n", "hydra: 5\n", ""])
+def test_a_malformed_multirun_yaml_is_one_line_naming_it(tmp_path, capsys, text):
+    """Issue 21: a damaged multirun.yaml (it says which jobs belong to the launch) was a traceback;
+    now one line naming it, exit 2, nothing written."""
+    from dlf.cli.aggregate import main
+
+    job = tmp_path / "sw" / "0_A1_T10_s0"
+    job.mkdir(parents=True)
+    (job / "summary.json").write_text(json.dumps({"status": "ok", "seeds": [0], "config": {"seed": 0}}))
+    (tmp_path / "sw" / "multirun.yaml").write_text(text)
+    assert main([str(tmp_path / "sw")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'sw' / 'multirun.yaml'} is not a Hydra multirun.yaml" in err[0]
+    assert sorted(p.name for p in (tmp_path / "sw").iterdir()) == ["0_A1_T10_s0", "multirun.yaml"]
+
+
+@pytest.mark.parametrize("text, why", [("garbage,stuff\n1,2\nxx\n", "no A, T, n"),
+                                       ("A,T,n,train_acc_mean,train_acc_ci95,train_acc_std,val_acc_mean,val_acc_ci95,"
+                                        "val_acc_std,diverged_frac,runs\nx,5,1,,,,,,,,\n", "line 2 has no numeric A")])
+def test_dlf_diagram_refuses_a_garbage_phase_csv(tmp_path, capsys, text, why):
+    """Issue 21: `dlf.diagram` drew an empty figure from a garbage phase.csv and said `wrote`; now
+    one line naming the file and what is wrong, exit 2, no figure."""
+    from dlf.cli.diagram import main
+
+    (tmp_path / "phase.csv").write_text(text)
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'phase.csv'} is not a phase.csv" in err[0] and why in err[0]
+    assert not (tmp_path / "phase.png").exists()

@@ -391,3 +391,82 @@ def test_lock_is_released_with_the_process(tmp_path):
         with pytest.raises(rundir.RunDirError, match="in use by another dlf process"):
             rundir.claim(d, {})
     rundir.claim(d, {}).release()
+
+
+def test_a_lock_failure_on_a_filesystem_without_flock_says_so(tmp_path, monkeypatch):
+    """A filesystem without file locks (some NFS mounts) makes flock fail with ENOLCK: that is said
+    as such (not "in use by another dlf process"), and nothing is written."""
+    import errno
+
+    from dlf.drive import rundir
+
+    def no_locks(*a):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(rundir.fcntl, "flock", no_locks)
+    with pytest.raises(rundir.RunDirError, match="its filesystem does not support file locks .flock: No locks "
+                                                 "available.; without them two processes could write one run"):
+        rundir.claim(tmp_path / "run", {})
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [".dlf.lock"]
+
+
+def test_a_run_dir_removed_mid_run_ends_with_one_line_not_ok(tmp_path):
+    """Issue 21: a run directory deleted while the run is live used to end `ok` with its
+    metrics.jsonl and config.yaml gone. Now the next chunk boundary notices (the lock file is not
+    the one this process holds), the run stops with one line (exit 2) and writes nothing more."""
+    import shutil
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
+    long = [a for a in ARGS if not a.startswith("train.steps")] + ["train.steps=10000000", "train.step=generic",
+                                                                   "hydra.run.dir=live"]
+    proc = subprocess.Popen([sys.executable, "-m", "dlf.train", *long], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    d = tmp_path / "live"
+    try:
+        deadline = time.time() + 300
+        while not ((d / "metrics.jsonl").exists() and (d / "metrics.jsonl").read_text().count("\n") >= 2):
+            assert proc.poll() is None and time.time() < deadline, "the run ended or is slow"
+            time.sleep(0.5)
+        shutil.rmtree(d)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, err[-3000:]
+    lines = [x for x in err.strip().splitlines() if x.startswith("dlf: error:")]
+    assert len(lines) == 1 and f"{d} was removed or replaced while the run was live" in lines[0]
+    assert "Traceback" not in err
+    assert not (d / "summary.json").exists() and not (d / "metrics.jsonl").exists()
+
+
+def test_a_signal_in_a_long_chunk_is_honoured_within_the_grace_time(tmp_path):
+    """Issue 21: a chunk (here 3M generic steps, ~1.5 min; on a CPU, one CIFAR epoch) used to keep
+    a SIGTERM waiting until it ended. The handler runs while JAX waits on the device, and a first
+    signal not acknowledged at a chunk end within DLF_SIGNAL_GRACE_S (default 25 s; 3 s here) stops
+    the run at once: `interrupted` (`stopped_at_once`), one line, exit 143, whole metric rows."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
+    long = ["train.steps=6000000", "train.log_every=3000000", "seeds=2", "model.width=8", "train.step=generic",
+            "hydra.run.dir=long"]
+    proc = subprocess.Popen([sys.executable, "-m", "dlf.train", *long], cwd=tmp_path,
+                            env={**env, "DLF_SIGNAL_GRACE_S": "3"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    d = tmp_path / "long"
+    try:
+        deadline = time.time() + 300
+        while not ((d / "metrics.jsonl").exists() and (d / "metrics.jsonl").read_text().count("\n") >= 1):
+            assert proc.poll() is None and time.time() < deadline, "the run ended or is slow"
+            time.sleep(0.2)
+        time.sleep(1.0)  # well inside the first 3M-step chunk
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        waited = time.time() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert waited < 3 + 10, waited  # the grace time, plus writing the status
+    assert "the current chunk did not end within 3 s of SIGTERM: stopping now" in out and "Traceback" not in out
+    s = _summary(d)
+    assert (s["status"], s["signal"], s["stopped_at_once"]) == ("interrupted", "SIGTERM", True)
+    assert [r["step"] for r in read_jsonl(d / "metrics.jsonl")] == [0]

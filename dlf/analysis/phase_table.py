@@ -64,8 +64,19 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def read_csv(path: Path) -> list[dict]:
-    """phase.csv back as rows (numbers as numbers, empty cells None, other keys' text as text)."""
-    return outputs.read_csv(path, ints=INTS, text_ok=True)
+    """phase.csv back as rows (numbers as numbers, empty cells None, other keys' text as text); a
+    file without phase.csv's columns, or with a cell that does not parse, is a ValueError naming it."""
+    with Path(path).open() as f:
+        header = f.readline().strip().split(",")
+    if missing := [c for c in BASE if c not in header]:
+        raise ValueError(f"{path} is not a phase.csv (no {', '.join(missing)})")
+    try:
+        rows = outputs.read_csv(path, ints=INTS, text_ok=True)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path} is not a phase.csv ({type(e).__name__}: {e})") from None
+    if bad := [i for i, r in enumerate(rows, 2) if not all(isinstance(r.get(c), (int, float)) for c in ("A", "T"))]:
+        raise ValueError(f"{path} is not a phase.csv (line {bad[0]} has no numeric A and T)")
+    return rows
 
 
 def best(rows: list[dict], key: str = "val_acc") -> dict | None:

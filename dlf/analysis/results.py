@@ -182,10 +182,17 @@ def expected_jobs(root: Path) -> list[list[str]] | None:
 
     from dlf.tracking.naming import expand
 
-    conf = OmegaConf.load(f)
-    params = OmegaConf.select(conf, "hydra.sweeper.params")
-    return expand([str(t) for t in conf.hydra.overrides.task],
-                  {str(k): str(v) for k, v in params.items()} if params else None)
+    try:
+        conf = OmegaConf.load(f)
+        task = OmegaConf.select(conf, "hydra.overrides.task", throw_on_missing=True)
+        params = OmegaConf.select(conf, "hydra.sweeper.params")
+        if not OmegaConf.is_list(task) or not (params is None or OmegaConf.is_dict(params)):
+            raise ValueError("no hydra.overrides.task list")
+        return expand([str(t) for t in task], {str(k): str(v) for k, v in params.items()} if params else None)
+    except Exception as e:  # noqa: BLE001 - whatever a damaged file gives: named, never a traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ResultsError(f"{f} is not a Hydra multirun.yaml ({type(e).__name__}: {first}); it says which jobs "
+                           "belong to the sweep: restore it, or move it away to read every job directory") from None
 
 
 def _job_overrides(job: Path) -> list[str] | None:

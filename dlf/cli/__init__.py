@@ -27,7 +27,35 @@ def typed_config(cfg) -> Config:
     """The validated Config of a composed Hydra config (the first thing every Hydra entry does)."""
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    check_searchpath()
     return config_lib.from_hydra(cfg)
+
+
+def check_searchpath() -> None:
+    """hydra.searchpath entries that do not exist (Hydra skips them in silence, so the configs a
+    user meant to add are not there): one line naming the entry."""
+    import importlib.util
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    for entry in HydraConfig.get().searchpath or ():
+        scheme, sep, where = str(entry).partition("://")
+        if not sep:
+            scheme, where = "file", str(entry)
+        if scheme == "file":
+            ok = Path(where).is_dir()
+        elif scheme == "pkg":
+            try:
+                ok = importlib.util.find_spec(where.replace("/", ".")) is not None
+            except (ImportError, ValueError):
+                ok = False
+        else:
+            ok = True
+        if not ok:
+            raise ConfigError(f"hydra.searchpath: {entry} does not exist; expected a config directory "
+                              "(file://DIR) or package (pkg://module)")
 
 
 def record_failure(out_dir: Path, e: ConfigError) -> None:

@@ -34,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         comparison = read_any(args.dir / "compare.csv", ints=("T", "n", "wins", "ties", "losses", "family", "n_cell",
                                                             "n_base"), text_ok=True)
         reading = cmp.reading(cmp.verdict(comparison))
-    plot(out, read_csv(csv_path), title, unit_scale=args.unit_scale, comparison=comparison, reading=reading)
+    try:
+        rows = read_csv(csv_path)
+    except ValueError as e:
+        print(f"dlf.diagram: error: {e}; redraw from a phase.csv that dlf.phase or dlf.aggregate wrote",
+              file=sys.stderr)
+        return 2
+    plot(out, rows, title, unit_scale=args.unit_scale, comparison=comparison, reading=reading)
     print(f"wrote {out}")
     return 0
 

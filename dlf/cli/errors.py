@@ -62,6 +62,10 @@ def one_line(e: BaseException) -> str | None:
             return (f"{first}: to sweep over the values add -m (python -m dlf.train -m {arg}); a list is "
                     f"{key}=[{value}], a string {key}='{value}'")
         return first
+    if type(e).__module__.startswith("omegaconf") and getattr(e, "full_key", None) and _before_the_app(e):
+        # e.g. hydra.run.dir=/x/${oops}: Hydra resolves its own keys before dlf runs
+        first = str(e).splitlines()[0]
+        return f"{e.full_key}: {first}; check the interpolations (${{...}}) of that value"
     if type(e).__module__.startswith("submitit") and isinstance(e, RuntimeError):
         # a SLURM job that was rejected, killed or failed outside Python: say which and where its
         # log is; the other jobs' outputs are in the sweep dir (python -m dlf.aggregate <dir>)
@@ -85,6 +89,10 @@ def run_app(app: Callable[[], object]) -> None:
             print(f"dlf: error: {m.group(1)}= (empty) is not allowed; expected a directory for the outputs",
                   file=sys.stderr)
             sys.exit(2)
+    import warnings
+
+    # Hydra warns of a missing hydra.searchpath entry and goes on; dlf refuses it in one line (check_searchpath)
+    warnings.filterwarnings("ignore", message=r"provider=hydra\.searchpath.* is not available")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, to print them as one line
     host_device_flag()  # CPU cores as XLA devices: runs are sharded over them
     try:

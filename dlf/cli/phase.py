@@ -52,7 +52,10 @@ def main() -> None:
               "without -m (sweeps of jobs: python -m dlf.train -m ...)", file=sys.stderr)
         sys.exit(2)
     argv = list_args(sys.argv[1:])
-    shards = max([int(m.group(1)) for a in argv if (m := _SHARDS.match(a))] or [1])
+    shards = ([int(m.group(1)) for a in argv if (m := _SHARDS.match(a))] or [1])[-1]
+    if shards < 1:
+        print(f"dlf: error: grid.shards={shards} is not allowed; expected an integer >= 1", file=sys.stderr)
+        sys.exit(2)
     if shards == 1:
         sys.argv = sys.argv[:1] + argv
         run_app(app)

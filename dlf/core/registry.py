@@ -9,6 +9,16 @@ from typing import Any, Generic, TypeVar
 from dlf.errors import ConfigError
 
 T = TypeVar("T")
+REGISTERING_MODULES: set[str] = set()  # modules on the stack of any registration (plugins must be among them)
+
+
+def _note_callers() -> None:
+    import sys
+
+    f = sys._getframe(2)
+    while f is not None:
+        REGISTERING_MODULES.add(f.f_globals.get("__name__", ""))
+        f = f.f_back
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class Registry(Generic[T]):
             if name in self._entries and not replace:
                 raise ValueError(f"{self.key}={name!r} is registered already (pass replace=True)")
             self._entries[name] = Entry(name, obj, config)
+            _note_callers()
             return obj
         return add if item is None else add(item)
 

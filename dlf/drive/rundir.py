@@ -7,6 +7,7 @@ that the run driver reads between compiled chunks (`Preemption`). `execute` is t
 around a training function, shared by dlf.train runs and dlf.phase grids."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -14,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +91,20 @@ class Claim:
         was = stored.get("grid") if isinstance(stored.get("grid"), dict) else {}
         return s if all(json.dumps(was.get(k)) == json.dumps(v) for k, v in grid.items()) else None
 
+    def intact(self) -> bool:
+        """The directory is still the one this process claimed (not removed, moved or replaced)."""
+        try:
+            here, held = (self.dir / ".dlf.lock").stat(), os.fstat(self._lock.fileno())
+        except (OSError, ValueError):
+            return False
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+    def check(self) -> None:
+        """A RunDirError if the directory was removed or replaced while this process held it."""
+        if not self.intact():
+            raise RunDirError(f"{self.dir} was removed or replaced while the run was live (its config.yaml and "
+                              "metrics.jsonl are gone); nothing more is written there: rerun the command")
+
     def release(self) -> None:
         self._lock.close()
 
@@ -103,7 +119,13 @@ def claim(out_dir: Path, config: Config) -> Claim:
         raise RunDirError(f"cannot use {out_dir} as the run directory (hydra.run.dir): {e.strerror or e}") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            lock.close()
+            raise RunDirError(f"cannot lock {out_dir / '.dlf.lock'}: its filesystem does not support file locks "
+                              f"(flock: {e.strerror or e}); without them two processes could write one run. Put "
+                              "hydra.run.dir on a filesystem with locks (local disk, NFS with lockd, Lustre with "
+                              "-o flock)") from None
         lock.seek(0)
         holder = lock.read().strip() or "?"
         lock.close()
@@ -136,22 +158,74 @@ class Preemption:
     `interrupted`, then `hand_over()` passes the signal to the handler that was there before
     (submitit's: it requeues the job) or exits with 128 + signum (130 for Ctrl-C, 129 for SIGHUP).
     A second signal while the first is pending stops at once: `abort(signum)` records the status
-    (the last checkpoint stays the place to resume from) and the process exits with 128 + signum."""
+    (the last checkpoint stays the place to resume from) and the process exits with 128 + signum.
+    So does a first signal that the driver has not acknowledged (`acknowledge()`, at the end of the
+    chunk in flight) within `grace_s` (DLF_SIGNAL_GRACE_S, default 25 s): a long compilation or a
+    chunk of one CPU epoch never keeps a signal waiting longer (JAX lets Python's handlers and
+    threads run while it compiles or waits on the device)."""
     SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP)
 
-    def __init__(self, abort: Callable[[int], None] | None = None):
+    def __init__(self, abort: Callable[[int], None] | None = None, grace_s: float | None = None):
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
         self._abort = abort
+        self.grace_s = float(os.environ.get("DLF_SIGNAL_GRACE_S", 25.0)) if grace_s is None else grace_s
+        self._timer: threading.Timer | None = None
+        self._lock = threading.RLock()
+        self._counts: dict[str, int] = {}
+        self._handled = 0
+        self._wakeup: tuple[socket.socket, socket.socket, int] | None = None
 
     def _catch(self, signum, frame) -> None:
-        if self.signum is None:
+        """Python's handler (runs in the main thread once it is back in Python)."""
+        self._seen("handler", signum)
+
+    def _seen(self, source: str, signum: int) -> None:
+        """Each delivery reaches both the handler and the wake-up fd, in the same order: the n-th
+        from either source is acted on once, by whichever sees it first."""
+        with self._lock:  # re-entrant: a handler may run inside this block in the main thread
+            self._counts[source] = n = self._counts.get(source, 0) + 1
+            if n <= self._handled:
+                return
+            self._handled = n
+            self._noted(signum)
+
+    def _watch(self, r: socket.socket) -> None:
+        """The watcher thread: the C-level handler writes each signal's number to the wake-up fd at
+        once, even while the main thread is inside a compiled call that does not return to Python."""
+        while True:
+            try:
+                got = r.recv(64)
+            except OSError:
+                return
+            if not got:
+                return
+            for signum in got:
+                if signum in self.SIGNALS:
+                    self._seen("fd", signum)
+
+    def _noted(self, signum: int) -> None:
+        first = self.signum is None
+        if first:
             self.signum = signum
-            log.warning("dlf: caught %s: finishing the current chunk, then checkpointing and stopping (send it "
-                        "again to stop at once)", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if not first:
+            self._stop_now(signum, f"caught {name} again")  # does not return
             return
-        log.warning("dlf: caught %s again: stopping now; the same command resumes from the last checkpoint",
-                    signal.Signals(signum).name)
+        log.warning("dlf: caught %s: finishing the current chunk (at most %g s), then checkpointing and stopping "
+                    "(send it again to stop at once)", name, self.grace_s)
+        self._timer = threading.Timer(self.grace_s, self._stop_now, args=(
+            signum, f"the current chunk did not end within {self.grace_s:g} s of {name}"))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def acknowledge(self) -> None:
+        """The driver reached a chunk end and stops there: no stop at once."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _stop_now(self, signum: int, why: str) -> None:
+        log.warning("dlf: %s: stopping now; the same command resumes from the last checkpoint", why)
         try:
             if self._abort is not None:
                 self._abort(signum)
@@ -165,9 +239,22 @@ class Preemption:
                 self._previous[s] = signal.signal(s, self._catch)
             except ValueError:  # not the main thread: signals stay with whoever has them
                 pass
+        if self._previous:
+            r, w = socket.socketpair()
+            w.setblocking(False)
+            old = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+            self._wakeup = (r, w, old)
+            threading.Thread(target=self._watch, args=(r,), name="dlf-signals", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.acknowledge()
+        if self._wakeup is not None:
+            r, w, old = self._wakeup
+            signal.set_wakeup_fd(old)
+            self._wakeup = None
+            w.close()
+            r.close()
         for s, h in self._previous.items():
             signal.signal(s, h)
         self._previous = {}
@@ -182,8 +269,8 @@ class Preemption:
 
 
 def execute(out_dir: Path, config: Config, config_yaml: str | None,
-            train: Callable[[Preemption], dict[str, Any]], what: str = "dlf") -> dict[str, Any]:
-    """`train(stop)` under the run-directory contract: claim out_dir; a finished run of this
+            train: Callable[[Preemption, Claim], dict[str, Any]], what: str = "dlf") -> dict[str, Any]:
+    """`train(stop, claim)` under the run-directory contract: claim out_dir; a finished run of this
     configuration is returned untouched; else config.yaml and a `running` summary are written,
     `train` runs with SIGTERM/SIGUSR2/SIGINT/SIGHUP deferred to `stop`, an exception is recorded as `failed`
     (with its one-line message) and re-raised, the lock is released, and a caught signal is
@@ -208,8 +295,10 @@ def execute(out_dir: Path, config: Config, config_yaml: str | None,
         stop = Preemption(abort)
         try:
             with stop:
-                summary = train(stop)
+                summary = train(stop, hold)
         except Exception as e:
+            if not hold.intact():
+                raise
             error = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
             outputs.write_json(out_dir / "summary.json", {"status": "failed", "error": error,
                                                           "config": config_lib.to_dict(config)})

@@ -92,13 +92,14 @@ class Session:
     def __init__(self, cfg: Config, out_dir: Path, what: str = "dlf", config_yaml: str | None = None):
         self.cfg, self.out_dir, self.what, self.config_yaml = cfg, Path(out_dir), what, config_yaml
         self.stop: rundir.Preemption | None = None
+        self.claim: rundir.Claim | None = None
         self.t_start = time.perf_counter()
 
     def execute(self, loop: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
         """`loop(self)` under the run-directory contract (rundir.execute): a finished run of this
         configuration is returned untouched, a failure is recorded, a caught signal handed over."""
-        def train(stop: rundir.Preemption) -> dict[str, Any]:
-            self.stop, self.t_start = stop, time.perf_counter()
+        def train(stop: rundir.Preemption, claim: rundir.Claim) -> dict[str, Any]:
+            self.stop, self.claim, self.t_start = stop, claim, time.perf_counter()
             soft("the compilation cache", use_compile_cache, self.cfg.compile_cache_dir)
             use_matmul_precision(self.cfg.matmul_precision)
             with jax.enable_x64(self.cfg.precision == "float64"):
@@ -119,9 +120,18 @@ class Session:
         return self.stop is not None and self.stop.signum is not None
 
     def after_chunk(self, at: int) -> bool:
-        """Between chunks: the fault hook, then whether to stop here (a caught signal)."""
+        """Between chunks: the fault hook, a check that the run directory is still there (else a
+        RunDirError: nothing more is trained into a removed directory), then whether to stop here
+        (a caught signal)."""
         fault(at)
+        self._check_dir()
+        if self.stopping:
+            self.stop.acknowledge()
         return self.stopping
+
+    def _check_dir(self) -> None:
+        if self.claim is not None:
+            self.claim.check()
 
     def provenance(self) -> dict[str, Any]:
         return {"wall_s": time.perf_counter() - self.t_start, "git_sha": outputs.git_sha(), "config": to_dict(self.cfg)}
@@ -129,6 +139,7 @@ class Session:
     def interrupted(self, fields: dict[str, Any], where: str, then: str) -> dict[str, Any]:
         """Record `interrupted` (with `fields`) in summary.json and say so in one line: interrupted
         by SIG... `where` (at step 9000, with 4 of 8 runs done); `then`: what the same command does."""
+        self._check_dir()
         name = signal.Signals(self.stop.signum).name
         summary = {"status": "interrupted", "signal": name, **fields, **self.provenance()}
         outputs.write_json(self.out_dir / "summary.json", summary)
@@ -137,6 +148,7 @@ class Session:
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """summary.json with the provenance, written last: a finished run is one with its summary."""
+        self._check_dir()
         summary = {**summary, **self.provenance()}
         outputs.write_json(self.out_dir / "summary.json", summary)
         return summary
