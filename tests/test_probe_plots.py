@@ -209,3 +209,15 @@ def test_momentum_reference_and_mixed_optimizers(tmp_path):
     assert not skipped
     assert [g["label"] for g in groups] == ["width 100 (gd)", "width 100 (momentum beta=0.9)"]
     assert all(g["fit"]["b"] == pytest.approx(-1) for g in groups)
+
+
+def test_a_fit_through_two_values_says_it_has_no_error():
+    """Issue 24: `dlf.fig5` printed `b = -1.044 +- nan` for two points; now it says why there is
+    no error and what it needs."""
+    f = f5.fit_power([1.0, 2.0], [2.0, 1.0])
+    assert f["dof"] == 0 and f["b"] == pytest.approx(-1.0)
+    line = f5.describe(dict(width=100, optimizer="gd", fit=f, eta=[1.0, 2.0], n=2))
+    assert "nan" not in line and "b = -1.000" in line and "needs >= 3 per-seed thresholds" in line
+    three = f5.describe(dict(width=100, optimizer="gd", fit=f5.fit_power([1.0, 2.0, 4.0], [2.0, 1.1, 0.5]),
+                             eta=[1.0, 2.0, 4.0], n=3))
+    assert "+-" in three and "nan" not in three

@@ -117,7 +117,7 @@ def fit_power(eta, thr, c0: float | None = 2.0) -> dict | None:
                c_hi=float(np.exp(a + a_se)), z_b=(b + 1) / b_se, dof=dof, c_fixed=float(np.exp(logc.mean())),
                c_fixed_rel_se=cf_se, c0=c0)
     out["z_a"] = (a - np.log(c0)) / a_se if c0 else np.nan
-    out["z_fixed"] = (logc.mean() - np.log(c0)) / cf_se if c0 else np.nan
+    out["z_fixed"] = (logc.mean() - np.log(c0)) / cf_se if c0 and cf_se > 0 else np.nan
     return out
 
 
@@ -196,7 +196,10 @@ def baselines(root: Path, out: Path, pooled: list[Point]) -> Path | None:
 
 def describe(g: dict) -> str:
     f, k = g["fit"], len(g["eta"])
-    if f:
+    if f and f["dof"] < 1:
+        fit = (f"threshold = c eta^b, b = {f['b']:.3f}, c = {f['c']:.3f} through {f['dof'] + 2} values: no error "
+               "without a third value (the fit needs >= 3 per-seed thresholds; add seeds or learning rates)")
+    elif f:
         fit = (f"threshold = c eta^b, b = {f['b']:.3f} +- {f['b_se']:.3f} (z vs -1: {f['z_b']:+.2f}), "
                f"c = {f['c']:.3f} [{f['c_lo']:.3f}, {f['c_hi']:.3f}]")
         if f["c0"]:

@@ -13,9 +13,9 @@ REGISTERING_MODULES: set[str] = set()  # modules on the stack of any registratio
 
 
 def _note_callers() -> None:
-    import sys
+    import inspect
 
-    f = sys._getframe(2)
+    f = inspect.currentframe()
     while f is not None:
         REGISTERING_MODULES.add(f.f_globals.get("__name__", ""))
         f = f.f_back
