@@ -83,6 +83,8 @@ class TrainConfig:
                                "32 for the fused step)")
     step: str = _f("auto", choices=("auto", "fused", "generic"),
                    doc="fused: the MLP's two-loop step (dlf.core.fused); auto: fused on CPU where it applies")
+    max_cpu_hours: float | None = _f(24.0, low=0.0, doc="a mini-batch run on a CPU estimated to take longer is "
+                                     "refused before training (null: no limit)")
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,9 @@ def test_full_batch_runs_keep_steps_per_s_and_no_heartbeat(caplog):
     assert "steps/s" in _messages(caplog)[-1]
 
 
-def _cfg(epochs, seeds=1):
-    return types.SimpleNamespace(epoch_run=True, seeds=seeds, train=types.SimpleNamespace(epochs=epochs, log_every=10))
+def _cfg(epochs, seeds=1, max_cpu_hours=None):
+    return types.SimpleNamespace(epoch_run=True, seeds=seeds, train=types.SimpleNamespace(
+        epochs=epochs, log_every=10, max_cpu_hours=max_cpu_hours))
 
 
 def test_hours_on_a_cpu_are_announced_with_the_ways_out(caplog):
@@ -80,6 +81,50 @@ def test_hours_on_a_cpu_are_announced_with_the_ways_out(caplog):
     assert warn_if_slow(_cfg(3), {"w": np.zeros((1, 500))}, 512, 512, "cpu") < 3600
     assert warn_if_slow(_cfg(700), myrtle5_64, 50_000, 10_000, "gpu") is None
     assert not [m for m in _messages(caplog) if "estimated to take" in m]
+
+
+def test_beyond_a_day_on_a_cpu_is_refused_unless_allowed():
+    """Issue 24: the design card's command (Myrtle5 on CIFAR-10) on a CPU started a run estimated at
+    thousands of hours after one warning line; beyond train.max_cpu_hours (default 24) it is refused
+    in one line with the estimate and the ways out; max_cpu_hours=null runs it (with the warning)."""
+    import numpy as np
+
+    from dlf import config as config_lib
+    from dlf.errors import ConfigError
+
+    cfg = config_lib.from_dict({"dataset": {"name": "cifar10", "classes": 10}, "seeds": 1,
+                                "model": {"name": "myrtle", "depth": 5, "width": 64},
+                                "train": {"epochs": 700, "batch_size": 512, "log_every": 10}})
+    assert cfg.train.max_cpu_hours == 24
+    myrtle5_64 = {"w": np.zeros((1, 113_226))}
+    with pytest.raises(ConfigError, match=r"estimated to take ~[\d.]+ h on this CPU .* beyond train.max_cpu_hours=24; "
+                                          r"use a GPU, or make it smaller \(dataset.subset=2000, model.width=16"):
+        warn_if_slow(cfg, myrtle5_64, 50_000, 10_000, "cpu")
+    free = config_lib.replace(cfg, train=dict(max_cpu_hours=None))
+    assert warn_if_slow(free, myrtle5_64, 50_000, 10_000, "cpu") > 24 * 3600
+    assert warn_if_slow(cfg, myrtle5_64, 50_000, 10_000, "gpu") is None  # a GPU: no CPU estimate
+    small = config_lib.replace(cfg, train=dict(epochs=2))
+    assert warn_if_slow(small, {"w": np.zeros((1, 500))}, 512, 512, "cpu") < 3600
+
+
+def test_long_work_is_announced_while_it_runs_and_timed_when_done(caplog):
+    """Issue 24: nothing was printed during a 46 s compile. slow_notice says so once the work
+    passes its threshold (from a thread, while it runs) and gives the time at the end; quick work
+    prints nothing."""
+    from dlf.drive.progress import slow_notice
+
+    caplog.set_level(logging.INFO, logger="dlf")
+    with slow_notice("compiling the training program", after_s=0.1):
+        time.sleep(0.4)
+        during = [m for m in _messages(caplog) if "compiling" in m]
+    assert during == ["dlf: compiling the training program (0.1 s so far; XLA compilation of convolutions is "
+                      "slow on a CPU) ..."]
+    (done,) = [m for m in _messages(caplog) if "done in" in m]
+    assert done.startswith("dlf: compiling the training program: done in 0.")
+    caplog.clear()
+    with slow_notice("compiling", after_s=5):
+        pass
+    assert not _messages(caplog)
 
 
 def test_one_seed_prints_no_spread_and_several_their_95_percent_interval():

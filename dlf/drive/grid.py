@@ -21,7 +21,7 @@ from dlf.core.engine import Compiled
 from dlf.core.runs import pad_runs, take_runs
 from dlf.drive import phase_dir, rundir
 from dlf.drive.build import bytes_per_run, dtype_of
-from dlf.drive.progress import GridProgress
+from dlf.drive.progress import GridProgress, slow_notice
 from dlf.drive.session import Session
 from dlf.errors import ConfigError
 
@@ -240,8 +240,9 @@ def _train_grid(s: Session) -> dict[str, Any]:
         for i in range(n_chunks):
             n, states, hp = chunk(i)
             if i == 0:
-                compiled = Compiled(b.program, states, hp, b.data, steps, cfg.train.log_every, hp_axis=0,
-                                    vmap_size=vmap_size)
+                with slow_notice("compiling the grid's program"):
+                    compiled = Compiled(b.program, states, hp, b.data, steps, cfg.train.log_every, hp_axis=0,
+                                        vmap_size=vmap_size)
                 compile_s = compiled.compile_s
                 log.info("dlf.phase: compiled in %.1f s", compile_s)
             last: dict = {}

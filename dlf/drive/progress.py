@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -125,11 +126,41 @@ def warn_if_slow(cfg, params, n_train: int, n_eval: int, backend: str) -> float 
     epochs = cfg.train.epochs
     evals = epochs // cfg.train.log_every + 1
     est = cpu_estimate_s(n_params, epochs * n_train * cfg.seeds, evals * (n_train + n_eval) * cfg.seeds)
+    limit = cfg.train.max_cpu_hours
+    if limit is not None and est > limit * 3600:
+        from dlf.errors import ConfigError
+
+        raise ConfigError(f"this run is estimated to take ~{_duration(est)} on this CPU ({n_params} parameters, "
+                          f"{epochs} epochs of {n_train} images, {cfg.seeds} seed(s)), beyond "
+                          f"train.max_cpu_hours={limit:g}; use a GPU, or make it smaller (dataset.subset=2000, "
+                          "model.width=16, train.epochs=...), or give train.max_cpu_hours=null to run it anyway")
     if est > SLOW_S:
         log.warning("dlf: this run is estimated to take ~%s on this CPU (%d parameters, %d epochs of %d images, "
                     "%d seed(s)). Use a GPU, or make it smaller: dataset.subset=2000, model.width=16, "
                     "train.epochs=...", _duration(est), n_params, epochs, n_train, cfg.seeds)
     return est
+
+
+@contextmanager
+def slow_notice(what: str, after_s: float = 5.0):
+    """Long work is never silent: a line once `what` has taken after_s (from a timer thread, while
+    it runs: XLA compiles with Python's threads running), and a line with its time when it ends."""
+    t0 = time.perf_counter()
+    fired = threading.Event()
+
+    def note() -> None:
+        fired.set()
+        log.info("dlf: %s (%g s so far; XLA compilation of convolutions is slow on a CPU) ...", what, after_s)
+
+    timer = threading.Timer(after_s, note)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if fired.is_set():
+            log.info("dlf: %s: done in %.1f s", what, time.perf_counter() - t0)
 
 
 class GridProgress:

@@ -15,7 +15,7 @@ from dlf.config import Config
 from dlf.core.engine import Compiled, Timing
 from dlf.core.schedule import gamma
 from dlf.drive import report
-from dlf.drive.progress import Progress, warn_if_slow
+from dlf.drive.progress import Progress, slow_notice, warn_if_slow
 from dlf.drive.session import Session, soft
 from dlf.errors import ConfigError
 
@@ -167,8 +167,9 @@ def _train(s: Session, group: str | None) -> dict[str, Any]:
             return True  # the engine stops after this chunk (its metrics are still written)
         return False
 
-    compiled = Compiled(b.program, states, b.hp, b.data, units, cfg.train.log_every, vmap_size=vmap_size,
-                        extra_bounds=tuple(range(every, units, every)) if every and can_resume else ())
+    with slow_notice("compiling the training program"):
+        compiled = Compiled(b.program, states, b.hp, b.data, units, cfg.train.log_every, vmap_size=vmap_size,
+                            extra_bounds=tuple(range(every, units, every)) if every and can_resume else ())
     try:
         states, train_s = compiled(states, b.hp, b.data, on_metrics, start=start, after_chunk=after_chunk,
                                    flush_at=checkpoint_due)
