@@ -35,7 +35,7 @@ lint: $(VENV)/.dev  ## ruff (configured in pyproject.toml)
 	$(PY) -m ruff check dlf tests benchmarks docs launch
 
 docs: $(VENV)/.dev  ## regenerate docs/config.md from the code
-	$(PY) -m dlf.config
+	$(PY) -m dlf.config --write
 
 bench: $(VENV)/.dev  ## engine, grid, cache, probe and CIFAR benchmarks; rewrite BENCHMARKS.md (~15 min on CPU)
 	$(PY) benchmarks/engine.py

@@ -378,5 +378,18 @@ def write_reference(path: str = "docs/config.md") -> None:
     p.write_text(head + start + reference_table() + "\n" + end + rest.split(end, 1)[1])
 
 
+def main(argv: list[str] | None = None) -> None:
+    """`python -m dlf.config`: every key, its default, what is allowed and what it means (the table
+    of docs/config.md, printed: it works where dlf is installed from a wheel, without the docs);
+    `--write [PATH]` rewrites that table in docs/config.md of a checkout."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--write"]:
+        write_reference(*args[1:2])
+    else:
+        print(reference_table())
+
+
 if __name__ == "__main__":
-    write_reference()
+    main()

@@ -34,7 +34,7 @@ def compose_cfg(overrides, name="config"):
 
 def test_config_reference_is_generated_from_the_code():
     text = (ROOT / "docs" / "config.md").read_text()
-    assert config_lib.reference_table() in text, "docs/config.md is stale: run python -m dlf.config"
+    assert config_lib.reference_table() in text, "docs/config.md is stale: run python -m dlf.config --write"
     keys = {line.split("`")[1] for line in config_lib.reference_table().splitlines()[2:]}
     assert {"model.width", "model.depth", "model.norm", "optimizer.momentum", "optimizer.b1",
             "probes.hessian.every", "probes.ntk.samples", "dataset.subset", "grid.A"} <= keys
@@ -294,3 +294,18 @@ def test_the_default_run_dir_is_named_by_the_configuration():
     assert name.startswith("A20_T250_s3_") and len(name) < 40
     cifar = _run_dir("experiment=fig1_myrtle5_cifar10", "model.width=4")
     assert cifar.startswith("A") and cifar != _run_dir("experiment=fig1_myrtle5_cifar10", "model.width=8")
+
+
+@pytest.mark.slow
+def test_help_works_and_points_to_a_reference_that_ships(tmp_path):
+    """Issue 24: `--help` named docs/config.md, which a wheel does not ship (and `dlf.train --help`
+    crashed on the `$DLF_OUTPUT_DIR` in its text). Now both helps print, and the reference they
+    name, `python -m dlf.config`, prints every key of the typed config from the package alone."""
+    for module in ("dlf.train", "dlf.phase"):
+        p = run_cli("--help", cwd=tmp_path, module=module)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+        assert "python -m dlf.config" in p.stdout and "== Config ==" in p.stdout
+    assert "paths.output_dir: $DLF_OUTPUT_DIR, else outputs" in run_cli("--help", cwd=tmp_path).stdout
+    p = run_cli(cwd=tmp_path, module="dlf.config")
+    assert p.returncode == 0 and p.stdout.strip() == config_lib.reference_table().strip()
+    assert not list(tmp_path.iterdir())  # printing the reference writes nothing

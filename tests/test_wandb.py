@@ -1,7 +1,7 @@
 """logger=wandb: the W&B mirror of a run, read back from wandb's offline run file.
 
 The CLI tests run `python -m dlf.train logger=wandb ...` in a temporary directory, like
-test_e2e.py, then parse `<run>/wandb/offline-run-*/run-*.wandb` with dlf.wandb_records.
+test_e2e.py, then parse `<run>/wandb/offline-run-*/run-*.wandb` with dlf.tracking.wandb_records.
 Every test runs with the user's WANDB_* variables removed and wandb's home folders in tmp_path.
 """
 import json
@@ -17,11 +17,19 @@ import types
 import pytest
 import yaml
 from conftest import run_cli
-from wandb_records import RecordError, metrics_rows, offline_run_file, offline_run_files, read_run, read_run_dir, table
 
 from dlf import config as config_lib
 from dlf.outputs import read_jsonl
 from dlf.tracking import naming
+from dlf.tracking.wandb_records import (
+    RecordError,
+    metrics_rows,
+    offline_run_file,
+    offline_run_files,
+    read_run,
+    read_run_dir,
+    table,
+)
 
 pytest.importorskip("wandb")
 slow = pytest.mark.slow  # the CLI tests; the in-process ones below take milliseconds
@@ -308,7 +316,7 @@ def test_key_layout_round_trips_seed_numbers_and_nulls():
 
 
 def test_reader_rejects_corrupt_files(tmp_path):
-    from wandb_records import iter_payloads
+    from dlf.tracking.wandb_records import iter_payloads
 
     with pytest.raises(RecordError, match="header"):
         list(iter_payloads(b"not a run file"))

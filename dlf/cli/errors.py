@@ -53,7 +53,7 @@ def one_line(e: BaseException) -> str | None:
             where = section or "the top level"
             variants = ("model", "dataset", "optimizer")
             allowed = f"; keys of {where}: {', '.join(keys)}" if keys else (
-                f" (the keys of each {section}.name variant: docs/config.md)" if section in variants else "")
+                f" (the keys of each {section}.name variant: python -m dlf.config)" if section in variants else "")
             return f"unknown key {full_key}{allowed}"
         first = str(e).splitlines()[0]
         if first.startswith("Ambiguous value for argument"):

@@ -5,7 +5,7 @@ One dlf run (all its seeds, one process) is one W&B run. What is sent:
 - id: derived from the run directory (`naming.run_id`), opened with resume="allow": a run that is
   killed and rerun in the same directory (a resumed CIFAR run, a requeued SLURM job) stays one W&B
   run; offline, each attempt writes its own `offline-run-*` folder with the same id, which
-  `wandb sync` joins (tests/wandb_records.py `read_run_dir` reads them back as one run).
+  `wandb sync` joins (dlf.tracking.wandb_records `read_run_dir` reads them back as one run).
 - name: `<sweep group>/<job dir>` in a multirun, else the run directory's name (shortened when
   long); group: `logger.group`, else the sweep's group (`naming.group_of`); tags: `A=<A>`, `T=<T>`,
   `seed=<seed>` (one seed) or `seed=<first>-<last>` (several), `<key>=<value>` for every other

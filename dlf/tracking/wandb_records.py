@@ -14,7 +14,7 @@ Each joined record is one serialized `Record`. Used here: the `run` record (conf
 group, ...), `history` records (one per W&B step: items with `key` or `nested_key` and
 `value_json`) and `summary` records (updates and removals, applied in order).
 
-    from wandb_records import read_run, metrics_rows
+    from dlf.tracking.wandb_records import metrics_rows, offline_run_file, read_run
     run = read_run(offline_run_file(run_dir))
     rows = metrics_rows(run.history)     # == dlf.outputs.read_jsonl(run_dir / "metrics.jsonl")
 """
