@@ -128,8 +128,9 @@ def main(argv=None):
         "(7x slower), no per-step divergence guard (-5%), XLA flags for XNNPACK, oneDNN, "
         "single-threaded Eigen.",
         "- On CPU, vmapping MLP runs is slower per run-step than looping over them inside the same "
-        "program (XLA:CPU's batched matmuls), so `train.vmap_size` defaults to 1 on CPU and to all "
-        "runs on accelerators.",
+        "program (XLA:CPU's batched matmuls), so `train.vmap_size` defaults to 1 on CPU for the generic "
+        "step (this table) and to all runs on accelerators; the fused MLP step, the CPU default where it "
+        "applies, vectorises 32 runs (BENCHMARKS section fused).",
     ])
     if not args.no_write:
         print(f"wrote {write_section('engine', text)}")

@@ -1,0 +1,95 @@
+"""Docs that cannot go stale (issue 24): every file path and every `dlf.` module or attribute that
+the prose names (README.md, launch/README.md, BENCHMARKS.md, docs/*.md, the config comments)
+exists, and statements the issue found false stay corrected."""
+import importlib
+import re
+
+import pytest
+from conftest import ROOT
+
+DOCS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "launch" / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "conf").rglob("*.yaml"))]
+PATH = re.compile(r"(?<![\w/.-])((?:dlf|conf|tests|benchmarks|launch|docs)/[\w/.-]*\w)")
+NAME = re.compile(r"(?<![\w./-])(dlf(?:\.\w+)+)")
+FILES = (".json", ".yaml", ".lock", ".csv", ".png", ".jsonl", ".npz", ".md", ".py")  # `dlf.json`: a file, not a module
+WHEEL_ONLY = {"dlf/conf"}  # where an installed wheel keeps conf/ (README says so)
+
+
+def resolves(name: str) -> bool:
+    """`dlf.a.b.c`: the longest importable module prefix, then attributes."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for a in parts[i:]:
+                obj = getattr(obj, a)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def named(text: str) -> tuple[set[str], set[str]]:
+    paths = {p for p in PATH.findall(text) if not any(c in p for c in "<>*{}$") and p not in WHEEL_ONLY}
+    names = {n for n in NAME.findall(text) if not n.endswith(FILES)}
+    return paths, names
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_path_and_dlf_name_in_the_docs_exists(doc):
+    paths, names = named(doc.read_text())
+    assert not sorted(p for p in paths if not (ROOT / p).exists()), "paths that do not exist"
+    assert not sorted(n for n in names if not resolves(n)), "dlf names that do not resolve"
+
+
+def test_the_checker_catches_what_issue_24_found():
+    """The two stale names the issue found (docs/reference.md: dlf/schedule.py; BENCHMARKS.md:
+    dlf.engine.fit) are caught; their current forms pass."""
+    paths, names = named("see `dlf/schedule.py` and `dlf.engine.fit`; now dlf/core/schedule.py and "
+                         "`dlf.core.engine.Compiled`, written to `<unit>/dlf.json`")
+    assert paths == {"dlf/schedule.py", "dlf/core/schedule.py"}
+    assert names == {"dlf.engine.fit", "dlf.core.engine.Compiled"}
+    assert [p for p in sorted(paths) if not (ROOT / p).exists()] == ["dlf/schedule.py"]
+    assert [n for n in sorted(names) if not resolves(n)] == ["dlf.engine.fit"]
+
+
+def _fig3_grid_minutes() -> str:
+    """The measured whole-process minutes of the full Fig. 3 grid, from BENCHMARKS.md's generated
+    section (benchmarks/phase.py --fig3)."""
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    section = text.split("<!-- bench:fig3-grid:begin -->")[1].split("<!-- bench:fig3-grid:end -->")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| 42 points"))
+    return row.split("|")[3].strip()
+
+
+def _fig4_seconds() -> str:
+    """The measured wall time of `experiment=fig4_dynamics`, from docs/probes.md (docs/figures.py)."""
+    text = (ROOT / "docs" / "probes.md").read_text()
+    m = re.search(r"\n(\d+) s on the 2-core CPU \(\d+ s compilation\), commit", text)
+    assert m, "docs/probes.md records no Fig. 4 time"
+    return m.group(1)
+
+
+def test_documented_times_match_their_generated_sources():
+    """Times typed into prose are those the benchmarks and the figures script wrote: a rerun that
+    changes them makes this test fail until the prose follows."""
+    minutes, seconds = _fig3_grid_minutes(), _fig4_seconds()
+    launch = (ROOT / "launch" / "README.md").read_text()
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    assert f"CPU {minutes} min (measured, fused step" in launch
+    assert f"takes {minutes} min end to end" in reference.replace("\n", " ")
+    assert f"| CPU {seconds} s (measured by `make figures`" in launch
+    assert f"`experiment=fig4_dynamics` {seconds} s" in reference.replace("\n", " ")
+    assert f"# Cost: {seconds} s on a 2-core CPU" in (ROOT / "conf" / "experiment" / "fig4_dynamics.yaml").read_text()
+
+
+def test_statements_issue_24_found_false_stay_corrected():
+    """dataset.subset is a class-balanced draw (dlf.data.cifar10.load), not "the first N"; the
+    Fig. 3 grid's CPU time is the measured one of BENCHMARKS.md, not an older extrapolation."""
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    assert "`dataset.subset=N`\nkeeps the first N" not in reference and "class-balanced" in reference
+    launch = (ROOT / "launch" / "README.md").read_text()
+    assert "CPU ~55 min" not in launch and "CPU 18 min (measured)" not in launch
