@@ -24,30 +24,68 @@ def _rows(n_rows, every, C, seeds=2, epoch=False, band=True):
 
 def test_spiral_dynamics_draws_the_range_of_F_per_interval(tmp_path, drawn):
     gamma = np.ones((501, 3))
-    dynamics(tmp_path / "d.png", _rows(6, 100, 3), gamma, 200, 400, "spiral")
+    rows = _rows(6, 100, 3)
+    for i, r in enumerate(rows):  # the second seed lower, so that the median and the range differ from seed 0
+        r["loss"][1] = 0.5 / (i + 1)
+    dynamics(tmp_path / "d.png", rows, gamma, 200, 400, "spiral", seeds=[7, 8])
     ax = drawn[-1].axes[2]
-    assert ax.get_xlabel() == "step" and "min-max of F" in ax.get_title()
-    assert len(ax.collections) == 2  # one band per seed
-    verts = ax.collections[0].get_paths()[0].vertices
-    assert verts[:, 1].max() == pytest.approx(2.0 / 2) and verts[:, 1].min() == pytest.approx(0.5 / 6)
-    (f0, _) = [line for line in ax.lines if len(line.get_xdata()) == 6]  # F of each seed (not the off line)
+    assert ax.get_xlabel() == "step" and ax.get_title() == "dynamical loss F"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(labels) == ["median of 2 seeds", "range of all 2 seeds", "seed 7 at the log points",
+                              "seed 7: min-max of F in each interval"]
+    everyone, seed = ax.collections  # the range over seeds, then the highlighted seed's own band
+    v = seed.get_paths()[0].vertices
+    assert v[:, 1].max() == pytest.approx(2.0 / 2) and v[:, 1].min() == pytest.approx(0.5 / 6)
+    assert everyone.get_paths()[0].vertices[:, 1].min() == pytest.approx(0.5 / 6)
+    median, f0 = [line for line in ax.lines if len(line.get_xdata()) == 6]
     np.testing.assert_allclose(f0.get_ydata(), [1.0 / (i + 1) for i in range(6)])
-    assert drawn[-1].axes[0].get_legend() is not None  # 3 classes: the legend fits in the panel
+    np.testing.assert_allclose(median.get_ydata(), [0.75 / (i + 1) for i in range(6)])
+    leg = ax.get_legend()
+    assert leg.get_bbox_to_anchor().y1 < ax.get_window_extent().y0 + 1  # below the panel, not over the curves
+    class_legend = drawn[-1].axes[1].get_legend()
+    assert [t.get_text() for t in class_legend.get_texts()] == ["0", "1", "2"]
+    assert drawn[-1].axes[0].get_title() == "whole run"  # no period given: every step drawn
+
+
+def test_a_run_of_many_periods_draws_the_envelope_of_gamma(tmp_path, drawn):
+    """Issue 24: over 350 periods the whole-run Gamma panel was a solid block of colour; it now
+    draws each cycle's min and max (C periods: every class emphasised once; exact, from the dense
+    Gamma), one point per cycle, and the drop where the oscillations stop."""
+    from dlf.core.schedule import gamma
+
+    T, C, steps = 100, 3, 35_100
+    off = steps - C * T
+    dense = np.asarray(gamma(np.arange(steps + 1), 10.0, T, C, "triangle", off))
+    dynamics(tmp_path / "d.png", _rows(8, 5000, 3), dense, 600, off, "spiral", period=T)
+    ax = drawn[-1].axes[0]
+    assert ax.get_title() == "whole run: min-max of each cycle (117 cycles of 3 x T=100 steps)"
+    tops = [line for line in ax.lines if len(line.get_xdata()) > 2]
+    assert len(tops) == C and all(len(line.get_xdata()) == 118 for line in tops)  # one point per cycle
+    top0, cycle = tops[0].get_ydata(), C * T
+    np.testing.assert_allclose(top0, [dense[s:s + cycle, 0].max() for s in range(0, steps + 1, cycle)])
+    assert top0[0] == pytest.approx(dense[:, 0].max()) and top0[-2] == pytest.approx(1.0)  # oscillating, then off
+    bands = ax.collections
+    assert len(bands) == C and bands[0].get_paths()[0].vertices[:, 1].min() == pytest.approx(dense[:off, 0].min())
+    zoom = drawn[-1].axes[1]
+    assert zoom.get_title() == "first 600 steps" and len(zoom.lines[0].get_xdata()) == steps + 1
 
 
 def test_epoch_run_dynamics_is_in_epochs_with_the_legend_beside(tmp_path, drawn):
     spe = 98
     gamma = np.ones((10 * spe + 1, 10))
-    dynamics(tmp_path / "d.png", _rows(11, spe, 10, seeds=1, epoch=True, band=False), gamma, 2000, 6 * spe,
+    dynamics(tmp_path / "d.png", _rows(11, spe, 10, seeds=1, epoch=True, band=False), gamma, 2000 * spe, 6 * spe,
              "cifar", steps_per_epoch=spe)
     fig = drawn[-1]
     assert [ax.get_xlabel() for ax in fig.axes[:4]] == ["epoch"] * 4
+    assert fig.axes[1].get_title() == "first 10 epochs"  # the run's epochs, not the zoom asked for (2000)
     (f0,) = [line for line in fig.axes[2].lines if len(line.get_xdata()) == 11]
     np.testing.assert_allclose(f0.get_xdata(), np.arange(11))
     assert fig.axes[0].get_legend() is None
     leg = fig.axes[1].get_legend()
     assert [t.get_text() for t in leg.get_texts()] == [str(i) for i in range(10)]
     assert leg.get_bbox_to_anchor().x0 > fig.axes[1].get_window_extent().x1 - 1  # beside, not over, the curves
+    acc = fig.axes[3].get_legend()
+    assert acc.get_bbox_to_anchor().x0 > fig.axes[3].get_window_extent().x1 - 1
     assert "oscillations off" in [t.get_text().strip() for t in fig.axes[0].texts]
     assert fig.axes[0].lines[-1].get_xdata()[0] == 6  # the off line, in epochs
 

@@ -95,14 +95,16 @@ def _fig4(fig4, cfg, out_dir, rows, F_RxT, steps, keep, hessian, series, thr, se
                f"T={cfg.schedule.T}, lr {cfg.optimizer.lr:g}, seed {seeds[0]}")
 
 
-def dynamics_figure(cfg: Config, out_dir: Path, rows: list[dict], gamma_dense: np.ndarray, n_train: int) -> Path:
+def dynamics_figure(cfg: Config, out_dir: Path, rows: list[dict], gamma_dense: np.ndarray, n_train: int,
+                    seeds: list[int] | None = None) -> Path:
     from dlf.figures.dynamics import dynamics
 
     path = out_dir / "dynamics.png"
     dynamics(path, rows, gamma_dense, 2 * cfg.dataset.classes * cfg.schedule.T, cfg.off_step_for(n_train),
              f"{cfg.dataset.name} {models.MODELS[cfg.model.name].describe(cfg.model)}, A={cfg.schedule.A:g}, "
              f"T={cfg.schedule.T}, {cfg.seeds} seed(s), {cfg.precision}",
-             steps_per_epoch=cfg.steps_per_epoch(n_train) if cfg.epoch_run else None)
+             steps_per_epoch=cfg.steps_per_epoch(n_train) if cfg.epoch_run else None,
+             period=cfg.schedule.T if cfg.schedule.shape != "static" else None, seeds=seeds)
     return path
 
 

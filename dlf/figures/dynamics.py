@@ -24,55 +24,91 @@ def _per_seed(rows: list[dict], key: str) -> np.ndarray:
     return np.array([[np.nan if x is None else x for x in r.get(key, [None] * n)] for r in rows], dtype=float)
 
 
+ENVELOPE_CYCLES = 20  # more cycles than this in the whole-run panel: each cycle's min-max, not every wiggle
+
+
+def _envelope(g: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centres, min, max) of g over consecutive windows of `period` steps (a last partial one too)."""
+    starts = np.arange(0, g.shape[0], period)
+    mn = np.array([g[s:s + period].min() for s in starts])
+    mx = np.array([g[s:s + period].max() for s in starts])
+    return starts + np.minimum(period, g.shape[0] - starts) / 2, mn, mx
+
+
 def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: int,
-             off_step: int | None, title: str, steps_per_epoch: int | None = None) -> None:
-    """dynamics.png: Gamma_i(t) over the whole run and its first `zoom_steps`, F per seed, and
-    accuracies (mean +- std over seeds); a dashed line where the oscillations stop. gamma_dense is
-    (steps+1, C): Gamma at every step, so the period is drawn without aliasing. F is drawn at the
-    log points and, where the rows carry it (full-batch runs), as the band between the smallest
-    and largest F of each interval, so the oscillation shows whatever the sampling. Mini-batch
-    runs (steps_per_epoch) are drawn over epochs."""
+             off_step: int | None, title: str, steps_per_epoch: int | None = None, period: int | None = None,
+             seeds: list[int] | None = None) -> None:
+    """dynamics.png: Gamma_i(t) over the whole run and its first `zoom_steps`, F, and accuracies;
+    a dashed line where the oscillations stop. gamma_dense is (steps+1, C): Gamma at every step.
+    Over more than ENVELOPE_CYCLES cycles (C periods of `period` steps: each class emphasised once)
+    the whole-run panel draws each cycle's min-max of Gamma_i (the envelope), not every oscillation. F: the first seed
+    highlighted, with the band between the smallest and largest F of each interval where the
+    rows carry it (full-batch runs), so the oscillation shows whatever the sampling; with several
+    seeds also their median at the log points and the range over all of them. Legends sit beside
+    or below the panels, never over the data. Mini-batch runs (steps_per_epoch) are drawn over
+    epochs, and their titles count the epochs the run has."""
     unit = steps_per_epoch or 1
     xlabel = "epoch" if steps_per_epoch else "step"
     steps = np.array([r["step"] for r in rows]) / unit
     t = np.arange(gamma_dense.shape[0]) / unit
     C = gamma_dense.shape[1]
-    fig, axes = plt.subplots(2, 2, figsize=(11 if C <= 4 else 12.5, 7), constrained_layout=True)
-    zoom = zoom_steps / unit
-    for ax, sub in ((axes[0, 0], "whole run"), (axes[0, 1], f"first {zoom:g} {xlabel}s")):
+    fig, axes = plt.subplots(2, 2, figsize=(12.5, 7.5), constrained_layout=True)
+    zoom = min(zoom_steps / unit, t[-1])
+    cycle = C * period if period else 0  # every class is emphasised once per cycle of C periods
+    n_cycles = gamma_dense.shape[0] / cycle if cycle else 0
+    ax = axes[0, 0]
+    if n_cycles > ENVELOPE_CYCLES:
         for i in range(C):
-            ax.plot(t, gamma_dense[:, i], lw=0.8, label=f"class {i}")
-        ax.set(xlabel=xlabel, ylabel=r"$\Gamma_i(t)$", title=sub)
-    axes[0, 1].set_xlim(0, max(1 / unit, min(zoom, t[-1])))
+            x, mn, mx = _envelope(gamma_dense[:, i], cycle)
+            ax.fill_between(x / unit, mn, mx, color=f"C{i % 10}", alpha=0.25, lw=0, step="mid")
+            ax.plot(x / unit, mx, color=f"C{i % 10}", lw=0.8)
+        ax.set_title(f"whole run: min-max of each cycle ({n_cycles:.0f} cycles of {C} x T={period} steps)")
+    else:
+        for i in range(C):
+            ax.plot(t, gamma_dense[:, i], lw=0.8, color=f"C{i % 10}")
+        ax.set_title("whole run")
+    ax.set(xlabel=xlabel, ylabel=r"$\Gamma_i(t)$")
+    ax = axes[0, 1]
+    for i in range(C):
+        ax.plot(t, gamma_dense[:, i], lw=0.8, color=f"C{i % 10}", label=str(i))
+    ax.set(xlabel=xlabel, ylabel=r"$\Gamma_i(t)$", title=f"first {zoom:g} {xlabel}s",
+           xlim=(0, max(1 / unit, zoom)))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="class", title_fontsize=7,
+              ncol=1 if C <= 12 else 2)
     off = None if off_step is None else off_step / unit
     if off is not None and off <= t[-1]:
-        for ax in (axes[0, 0], axes[1, 0], axes[1, 1]):
-            ax.axvline(off, color="k", ls="--", lw=0.8)
+        for a in (axes[0, 0], axes[1, 0], axes[1, 1]):
+            a.axvline(off, color="k", ls="--", lw=0.8)
         axes[0, 0].text(off, 1.0, " oscillations off", rotation=90, va="bottom", ha="right", fontsize=7)
-    if C <= 4:
-        axes[0, 0].legend(fontsize=8, loc="upper right")
-    else:  # many classes: one legend beside the panels, not over the curves
-        axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1, title="class",
-                          title_fontsize=7, labels=[str(i) for i in range(C)])
-    ax = axes[1, 0]
-    loss, lo, hi = _per_seed(rows, "loss"), _per_seed(rows, "loss_min"), _per_seed(rows, "loss_max")
-    band = np.isfinite(lo).any()
-    for j in range(loss.shape[1]):
-        line, = ax.plot(steps, loss[:, j], lw=0.6, alpha=0.7)
-        if band:  # the range over the interval ending at each log point
-            ax.fill_between(steps, lo[:, j], hi[:, j], step="pre", color=line.get_color(), alpha=0.2, lw=0)
-    bottom = np.nanmin(np.concatenate([loss, lo])) if band else np.nanmin(loss, initial=np.inf)
-    top = np.nanmax(np.concatenate([loss, hi]) if band else loss, initial=-np.inf)
-    if bottom > 0 and top / bottom > 10:
-        ax.set_yscale("log")
-    what = "F at log points; band: min-max of F in each interval" if band else "F at log points"
-    ax.set(xlabel=xlabel, ylabel="F (one colour per seed)", title=f"dynamical loss ({what})")
-    ax.title.set_fontsize(9)
+    _loss_panel(axes[1, 0], rows, steps, xlabel, seeds)
     ax = axes[1, 1]
     _band(ax, steps, [r["train_acc"] for r in rows], "train", "C0")
     _band(ax, steps, [r["val_acc"] for r in rows], "validation", "C1")
-    ax.set(xlabel=xlabel, ylabel="accuracy (mean ± std over seeds)", ylim=(0, 1.02), title="accuracy")
-    ax.legend(loc="lower right")
+    ax.set(xlabel=xlabel, ylabel="accuracy (mean ± std over seeds)", ylim=(0, 1.02), title="accuracy at the log points")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _loss_panel(ax, rows: list[dict], steps: np.ndarray, xlabel: str, seeds: list[int] | None) -> None:
+    loss, lo, hi = _per_seed(rows, "loss"), _per_seed(rows, "loss_min"), _per_seed(rows, "loss_max")
+    band = np.isfinite(lo).any()
+    n = loss.shape[1]
+    name = seeds[0] if seeds else 0
+    low, high = (np.fmin(lo, loss), np.fmax(hi, loss)) if band else (loss, loss)
+    with np.errstate(all="ignore"):
+        if n > 1:
+            ax.fill_between(steps, np.nanmin(low, axis=1), np.nanmax(high, axis=1), step="pre" if band else None,
+                            color="0.6", alpha=0.25, lw=0, label=f"range of all {n} seeds")
+            ax.plot(steps, np.nanmedian(loss, axis=1), color="k", lw=1.0, label=f"median of {n} seeds")
+    if band:
+        ax.fill_between(steps, lo[:, 0], hi[:, 0], step="pre", color="C3", alpha=0.3, lw=0,
+                        label=f"seed {name}: min-max of F in each interval")
+    ax.plot(steps, loss[:, 0], color="C3", lw=0.8, label=f"seed {name} at the log points")
+    bottom = np.nanmin(low, initial=np.inf)
+    top = np.nanmax(high, initial=-np.inf)
+    if bottom > 0 and top / bottom > 10:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel="F", title="dynamical loss F")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
