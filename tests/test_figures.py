@@ -45,6 +45,7 @@ def test_spiral_dynamics_draws_the_range_of_F_per_interval(tmp_path, drawn):
     class_legend = drawn[-1].axes[1].get_legend()
     assert [t.get_text() for t in class_legend.get_texts()] == ["0", "1", "2"]
     assert drawn[-1].axes[0].get_title() == "whole run"  # no period given: every step drawn
+    assert drawn[-1].axes[3].get_title() == "accuracy at the log points"
 
 
 def test_a_run_of_many_periods_draws_the_envelope_of_gamma(tmp_path, drawn):
@@ -68,6 +69,8 @@ def test_a_run_of_many_periods_draws_the_envelope_of_gamma(tmp_path, drawn):
     assert len(bands) == C and bands[0].get_paths()[0].vertices[:, 1].min() == pytest.approx(dense[:off, 0].min())
     zoom = drawn[-1].axes[1]
     assert zoom.get_title() == "first 600 steps" and len(zoom.lines[0].get_xdata()) == steps + 1
+    # log points every 5000 steps against a 300-step cycle: the accuracy panel says its points alias
+    assert "every 5000 steps, not a multiple of the 300-step cycle" in drawn[-1].axes[3].get_title()
 
 
 def test_epoch_run_dynamics_is_in_epochs_with_the_legend_beside(tmp_path, drawn):

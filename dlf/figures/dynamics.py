@@ -84,7 +84,12 @@ def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: 
     ax = axes[1, 1]
     _band(ax, steps, [r["train_acc"] for r in rows], "train", "C0")
     _band(ax, steps, [r["val_acc"] for r in rows], "validation", "C1")
-    ax.set(xlabel=xlabel, ylabel="accuracy (mean ± std over seeds)", ylim=(0, 1.02), title="accuracy at the log points")
+    every = int(rows[1]["step"] - rows[0]["step"]) if len(rows) > 1 else 0
+    phases = cycle and every and not steps_per_epoch and every % cycle
+    ax.set(xlabel=xlabel, ylabel="accuracy (mean ± std over seeds)", ylim=(0, 1.02),
+           title="accuracy at the log points" + (f"\n(every {every} steps, not a multiple of the {cycle}-step cycle: "
+                                                 "the points fall at different phases)" if phases else ""))
+    ax.title.set_fontsize(9 if phases else 10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
