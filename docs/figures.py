@@ -49,6 +49,9 @@ def train(run_dir: Path, overrides: list[str], reuse: bool, module: str = "dlf.t
 
     f = run_dir / "summary.json"
     if not (reuse and f.exists() and json.loads(f.read_text()).get("status") == "ok"):
+        # a fresh directory: dlf would otherwise find its finished run there and train nothing, and the
+        # docs would restate the old run's numbers as if measured now
+        shutil.rmtree(run_dir, ignore_errors=True)
         cmd = [PY, "-m", module, *overrides, f"hydra.run.dir={run_dir}"]
         print("figures:", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)

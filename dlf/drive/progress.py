@@ -150,7 +150,7 @@ def slow_notice(what: str, after_s: float = 5.0):
 
     def note() -> None:
         fired.set()
-        log.info("dlf: %s (%g s so far; XLA compilation of convolutions is slow on a CPU) ...", what, after_s)
+        log.info("dlf: %s (%g s so far) ...", what, after_s)
 
     timer = threading.Timer(after_s, note)
     timer.daemon = True
