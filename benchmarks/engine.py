@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlf import config as config_lib
+from dlf.core import fused
 from dlf.core.engine import fit
 from dlf.drive.build import build
 
@@ -130,7 +131,7 @@ def main(argv=None):
         "- On CPU, vmapping MLP runs is slower per run-step than looping over them inside the same "
         "program (XLA:CPU's batched matmuls), so `train.vmap_size` defaults to 1 on CPU for the generic "
         "step (this table) and to all runs on accelerators; the fused MLP step, the CPU default where it "
-        "applies, vectorises 32 runs (BENCHMARKS section fused).",
+        f"applies, vectorises {fused.VMAP_SIZE} runs (BENCHMARKS section fused).",
     ])
     if not args.no_write:
         print(f"wrote {write_section('engine', text)}")

@@ -1,6 +1,7 @@
 """Faults a user meets, tried as a user would: the run-directory contract (one configuration, one
 live process, summary last), preemption by SIGTERM/SIGUSR2, Ctrl-C and SIGHUP, corrupt checkpoints and cut logs, a
 failing figure. Each ends with nothing lost (docs/reliability.md lists them)."""
+import contextlib
 import fcntl
 import json
 import os
@@ -59,22 +60,36 @@ def test_a_finished_run_is_not_trained_again(tmp_path, full):
     assert _files(full) == before
 
 
+# a run that stays live until it is signalled (the generic step at ~35k steps/s on an idle 2-core
+# machine: ~5 min for 10M steps; the tests stop it after a few seconds)
+LONG = [a for a in ARGS if not a.startswith("train.steps")] + ["train.steps=10000000", "train.step=generic"]
+
+
+@contextlib.contextmanager
+def _live(tmp_path: Path, args: list[str], rows: int, stderr=subprocess.STDOUT, env: dict | None = None):
+    """`python -m dlf.train *args` started in tmp_path, yielded once its metrics.jsonl holds `rows`
+    rows (the run is live and past its compilation); killed on the way out if still running."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
+    proc = subprocess.Popen([sys.executable, "-m", "dlf.train", *args], cwd=tmp_path, env={**base, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+    metrics = tmp_path / next(a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")) / "metrics.jsonl"
+    try:
+        deadline = time.time() + 300
+        while not (metrics.exists() and metrics.read_text().count("\n") >= rows):
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "slow"
+            time.sleep(0.2)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_a_live_run_dir_refuses_a_second_process(tmp_path):
     """A second process on the directory of a live run: one line, exit 2, nothing of the run written.
     Then the live run, sent SIGTERM from outside, checkpoints and records `interrupted` (exit 143)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
-    # a run that stays live until it is signalled (the generic step at ~35k steps/s on an idle 2-core
-    # machine: ~5 min for 10M steps; it is stopped after a few seconds)
-    long = [a for a in ARGS if not a.startswith("train.steps")] + ["train.steps=10000000", "train.step=generic",
-                                                                   "hydra.run.dir=live"]
-    first = subprocess.Popen([sys.executable, "-m", "dlf.train", *long], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    long = [*LONG, "hydra.run.dir=live"]
     d = tmp_path / "live"
-    try:
-        deadline = time.time() + 300
-        while not ((d / "metrics.jsonl").exists() and (d / "metrics.jsonl").read_text().count("\n") >= 2):
-            assert first.poll() is None and time.time() < deadline, first.stdout.read() if first.poll() else "slow"
-            time.sleep(0.5)
+    with _live(tmp_path, long, rows=2) as first:
         assert _summary(d)["status"] == "running" and _summary(d)["pid"] == first.pid
         before = _files(d)
         second = run_cli(*long, cwd=tmp_path)
@@ -85,9 +100,6 @@ def test_a_live_run_dir_refuses_a_second_process(tmp_path):
             {k: v for k, v in before.items() if k != "metrics.jsonl"}
         first.send_signal(signal.SIGTERM)
         out, _ = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
     assert first.returncode == 128 + signal.SIGTERM, out[-3000:]
     s = _summary(d)
     assert s["status"] == "interrupted" and s["signal"] == "SIGTERM" and s["checkpoint"] == s["step"] > 0
@@ -416,22 +428,10 @@ def test_a_run_dir_removed_mid_run_ends_with_one_line_not_ok(tmp_path):
     the one this process holds), the run stops with one line (exit 2) and writes nothing more."""
     import shutil
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
-    long = [a for a in ARGS if not a.startswith("train.steps")] + ["train.steps=10000000", "train.step=generic",
-                                                                   "hydra.run.dir=live"]
-    proc = subprocess.Popen([sys.executable, "-m", "dlf.train", *long], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     d = tmp_path / "live"
-    try:
-        deadline = time.time() + 300
-        while not ((d / "metrics.jsonl").exists() and (d / "metrics.jsonl").read_text().count("\n") >= 2):
-            assert proc.poll() is None and time.time() < deadline, "the run ended or is slow"
-            time.sleep(0.5)
+    with _live(tmp_path, [*LONG, "hydra.run.dir=live"], rows=2, stderr=subprocess.PIPE) as proc:
         shutil.rmtree(d)
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 2, err[-3000:]
     lines = [x for x in err.strip().splitlines() if x.startswith("dlf: error:")]
     assert len(lines) == 1 and f"{d} was removed or replaced while the run was live" in lines[0]
@@ -444,26 +444,15 @@ def test_a_signal_in_a_long_chunk_is_honoured_within_the_grace_time(tmp_path):
     a SIGTERM waiting until it ended. The handler runs while JAX waits on the device, and a first
     signal not acknowledged at a chunk end within DLF_SIGNAL_GRACE_S (default 25 s; 3 s here) stops
     the run at once: `interrupted` (`stopped_at_once`), one line, exit 143, whole metric rows."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
     long = ["train.steps=6000000", "train.log_every=3000000", "seeds=2", "model.width=8", "train.step=generic",
             "hydra.run.dir=long"]
-    proc = subprocess.Popen([sys.executable, "-m", "dlf.train", *long], cwd=tmp_path,
-                            env={**env, "DLF_SIGNAL_GRACE_S": "3"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
     d = tmp_path / "long"
-    try:
-        deadline = time.time() + 300
-        while not ((d / "metrics.jsonl").exists() and (d / "metrics.jsonl").read_text().count("\n") >= 1):
-            assert proc.poll() is None and time.time() < deadline, "the run ended or is slow"
-            time.sleep(0.2)
+    with _live(tmp_path, long, rows=1, env={"DLF_SIGNAL_GRACE_S": "3"}) as proc:
         time.sleep(1.0)  # well inside the first 3M-step chunk
         t0 = time.time()
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
         waited = time.time() - t0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
     assert waited < 3 + 10, waited  # the grace time, plus writing the status
     assert "the current chunk did not end within 3 s of SIGTERM: stopping now" in out and "Traceback" not in out

@@ -86,7 +86,6 @@ def merge(root: Path, n_shards: int | None = None) -> dict[str, Any]:
         state = ", ".join(f"{p.parent.name}: {x.get('status', 'missing')}" + (f" (of {q} shards)" if q != n else "")
                           for p, x, q in zip(shards, summaries, plan))
         raise ConfigError(f"{root}: not all {n} shards finished ({state}); rerun the same command to finish them")
-    cfg = config_lib.replace(config_lib.stored(summaries[0]["config"]), grid=dict(shard=None))
     stale = sorted(p.name for p in root.glob("shard_*") if p.name[6:].isdigit() and int(p.name[6:]) >= n)
     if stale:
         log.info("dlf.phase: %s left out of the merge (shards of an earlier plan; their runs were reused)",
@@ -163,10 +162,15 @@ def _harvest(cfg: Config, out_dir: Path) -> dict[tuple, dict]:
     return done
 
 
+def _code_of(row: dict) -> dict:
+    """The code version a finished run's row records ({source, git_sha}; `unknown` before it was recorded)."""
+    c = row.get("code")
+    return c if isinstance(c, dict) else {"source": "unknown", "git_sha": "unknown"}
+
+
 def _code_check(cfg: Config, partial: Path, done: dict[tuple, dict], now: dict[str, str]) -> None:
     """Finished runs of other dlf source are refused (one line) unless checkpoint.allow_other_code."""
-    other = sorted({str((r.get("code") or {}).get("source", "unknown")) if isinstance(r.get("code"), dict)
-                    else "unknown" for r in done.values()} - {now["source"]})
+    other = sorted({str(_code_of(r).get("source")) for r in done.values()} - {now["source"]})
     if not other:
         return
     if not cfg.checkpoint.allow_other_code:
@@ -182,7 +186,7 @@ def _code_segments(final: list[dict]) -> list[dict]:
     """[{source, git_sha, runs}] over the runs of a grid, one entry per code version."""
     seen: dict[str, dict] = {}
     for r in final:
-        c = r.get("code") if isinstance(r.get("code"), dict) else {"source": "unknown", "git_sha": "unknown"}
+        c = _code_of(r)
         seen.setdefault(c.get("source"), {**c, "runs": 0})["runs"] += 1
     return list(seen.values())
 
