@@ -6,9 +6,10 @@ import optax
 import pytest
 
 from dlf import config as config_lib
-from dlf.core.engine import Data, Hyper, Program, fit, init_states, plain_apply
+from dlf.core.engine import Data, Hyper, Program, fit, plain_apply
 from dlf.core.losses import dynamical_cross_entropy
 from dlf.core.schedule import NEVER
+from dlf.core.seeds import init_states
 from dlf.data import spiral
 from dlf.drive.build import build
 from dlf.models.mlp import MLP

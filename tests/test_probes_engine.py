@@ -110,3 +110,29 @@ def test_dynamical_mse_runs_with_probes(tmp_path, loss):
     s = run(cfg, tmp_path)
     assert s["status"] == "ok" and np.isfinite(read_jsonl(tmp_path / "probes.jsonl")[-1]["hessian_lambda_max"]).all()
     assert jnp.isfinite(s["final"]["loss"]["mean"])
+
+
+def test_probes_run_inside_the_chunks_with_the_key_of_their_step(tmp_path):
+    """Probe points no longer end chunks (the chunks end at log points only), and each value
+    computed inside the scan equals the probe evaluated directly on the state after that many
+    steps with the key of that step (Lanczos order 2 of 51 parameters: the start vector matters)."""
+    from dlf.core.engine import Compiled, fit
+
+    cfg = config_lib.replace(_cfg(), probes={"hessian": {"every": 15, "order": 2}, "ntk": {"every": 0}})
+    run(cfg, tmp_path)
+    rows = {r["step"]: r["hessian_lambda_max"] for r in read_jsonl(tmp_path / "probes.jsonl")}
+    assert sorted(rows) == [0, 15, 30, 45, 60]
+    with jax.enable_x64(True):
+        b = build(cfg)
+        assert Compiled(b.program, b.states, b.hp, b.data, 70, 35).bounds == [35, 70]
+        off = build(config_lib.replace(cfg, probes=OFF))
+        for step in (15, 45):
+            states, _ = fit(off.program, off.states, off.hp, off.data, step, step, lambda s, m: None)
+            direct = jax.jit(jax.vmap(lambda st: b.program.outputs(st, b.hp, b.data, ("hessian",)),
+                                      in_axes=(0,)))(states)["hessian_lambda_max"]
+            np.testing.assert_allclose(rows[step], np.asarray(direct), rtol=1e-10)
+            # another key gives another value: the test can tell the keys apart
+            moved = states._replace(probe_key=jax.vmap(lambda k: jax.random.fold_in(k, 1))(states.probe_key))
+            other = jax.jit(jax.vmap(lambda st: b.program.outputs(st, b.hp, b.data, ("hessian",))))(
+                moved)["hessian_lambda_max"]
+            assert not np.allclose(rows[step], np.asarray(other), rtol=1e-6)

@@ -17,8 +17,6 @@ from jax.sharding import PartitionSpec as P
 from dlf.core.runs import first_runs, over_runs, pad_runs, runs_per_device
 from dlf.core.schedule import gamma
 
-STREAMS = ("init", "data", "probe")  # named key streams split once from each run's root seed
-
 
 class TrainState(NamedTuple):
     params: Any
@@ -44,11 +42,6 @@ class Data(NamedTuple):
     y_val: jax.Array
     mean: Any = ()  # per-channel mean and std of uint8 images (standardised in the step), or ()
     std: Any = ()
-
-
-def streams(seed: int) -> dict[str, jax.Array]:
-    """The named key streams of one run, split once from its root seed (STYLE 10)."""
-    return dict(zip(STREAMS, jax.random.split(jax.random.key(seed), len(STREAMS))))
 
 
 def _all_finite(tree) -> jax.Array:
@@ -182,6 +175,19 @@ class Program:
                 out.update(p.evaluate(self, state, hp, data, keys[slot]))
         return out
 
+    def probes_due(self, state: TrainState, hp: Hyper, data: Data, unit) -> dict[str, dict[str, jax.Array]]:
+        """{probe name: its values}: the probes whose cadence divides `unit` evaluated on `state`
+        (the key as in `outputs`), NaN for the others. `unit` is the same for every run (unbatched), so
+        under vmap each probe is a real branch that runs only where it is due, not a select that
+        computes it every step."""
+        keys = jax.random.split(jax.random.fold_in(state.probe_key, state.step), max(2, 1 + max(self.probe_slots)))
+        out = {}
+        for p, slot in zip(self.probes, self.probe_slots):
+            value = partial(p.evaluate, self, state, hp, data, keys[slot])
+            nan = {k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in jax.eval_shape(value).items()}
+            out[p.name] = jax.lax.cond(unit % p.every == 0, value, lambda nan=nan: nan)
+        return out
+
     def epoch(self, state: TrainState, hp: Hyper, data: Data) -> TrainState:
         """One epoch of mini-batch steps over a fresh permutation of the training set."""
         n_used = self.steps_per_epoch * self.batch_size
@@ -192,14 +198,22 @@ class Program:
         return state
 
     def chunk(self, state: TrainState, hp: Hyper, data: Data, n_steps: int, what: tuple[str, ...] = ("metrics",),
-              evaluate: bool = True):
-        """n_steps training steps (mini-batch: n_steps epochs) in one lax.scan, then the outputs
-        due (`outputs`, unless not `evaluate`; with `loss_trace`, F(t) of every step of the chunk,
-        when trace_loss; with "metrics" due in a full-batch program, the range of F over the chunk)."""
+              evaluate: bool = True, start=None):
+        """n_steps training steps (mini-batch: n_steps epochs) from unit `start` in one lax.scan,
+        then the outputs due (`outputs`, unless not `evaluate`; with `loss_trace`, F(t) of every
+        step of the chunk, when trace_loss; with `probe_trace`, {probe: {value name: (n_steps,)}} of
+        the probes due after each step (`probes_due`; NaN where none is due), when the program has
+        probes and `start` is given; with "metrics" due in a full-batch program, the range of F
+        over the chunk)."""
         ev = (lambda s: self.outputs(s, hp, data, what)) if evaluate else (lambda s: {})  # noqa: E731
         if self.batch_size is None and self.trace_loss:
-            state, trace = jax.lax.scan(lambda s, _: self.step_with_loss(s, hp, data), state, None, length=n_steps)
-            return state, {**ev(state), "loss_trace": trace}
+            probing = bool(self.probes) and start is not None
+
+            def traced(s, i):
+                s, F = self.step_with_loss(s, hp, data)
+                return s, (F, self.probes_due(s, hp, data, start + i + 1) if probing else {})
+            state, (trace, probed) = jax.lax.scan(traced, state, jnp.arange(n_steps, dtype=jnp.int32))
+            return state, {**ev(state), "loss_trace": trace, **({"probe_trace": probed} if probing else {})}
         if self.batch_size is None:  # full batch: also the range of F(t) over the chunk's steps
             def body(carry, _):
                 s, lo, hi = carry
@@ -214,23 +228,6 @@ class Program:
         return state, ev(state)
 
 
-def init_states(model, tx: optax.GradientTransformation, seeds: list[int], x_example,
-                init: Callable | None = None) -> TrainState:
-    """Stacked initial states of the given seeds (leading axis = run); params (and model state)
-    from each seed's `init` stream, the data key from its `data` stream. `init(model, key, x)`
-    returns (params, model_state); default: flax `model.init` with no model state."""
-    def one(seed):
-        keys = streams(seed)
-        if init is None:
-            params, model_state = model.init(keys["init"], x_example)["params"], ()
-        else:
-            params, model_state = init(model, keys["init"], x_example)
-        return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), -jnp.ones((), jnp.int32),
-                          model_state, keys["data"], keys["probe"])
-
-    return jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32))
-
-
 @dataclass
 class Timing:
     compile_s: float
@@ -242,8 +239,10 @@ class Compiled:
     states/hyper-parameters of that shape (a phase diagram reuses it for every chunk of its grid).
     Runs are sharded over the local devices (padded to a multiple of their number), and within a
     device lifted by `over_runs`. `steps` and `log_every` count chunk units: steps of a
-    full-batch program, epochs of a mini-batch one. Chunks end at every log point, at every
-    probe's cadence and at `extra_bounds` (checkpoints); each returns what is due there."""
+    full-batch program, epochs of a mini-batch one. Chunks end at every log point and at
+    `extra_bounds` (checkpoints); each returns what is due there. Probes do not end chunks: they
+    run inside a chunk's scan on their own cadence (Program.probes_due), and their values come back
+    with the chunk."""
 
     def __init__(self, program: Program, states: TrainState, hp: Hyper, data: Data, steps: int,
                  log_every: int, hp_axis: int | None = None, vmap_size: int | None = None,
@@ -254,18 +253,16 @@ class Compiled:
         self.n_padded = runs_per_device(self.n_runs, self.n_dev, vmap_size, program.group_min) * self.n_dev
         self.hp_axis, self.steps, self.log_every = hp_axis, steps, log_every
         self.probes = tuple((p.name, p.every) for p in program.probes)
-        probe_bounds = {b for _, every in self.probes for b in range(every, steps, every)}
-        self.bounds = sorted({*range(log_every, steps, log_every), *probe_bounds,
-                              *(b for b in extra_bounds if 0 < b < steps), steps})
+        self.bounds = sorted({*range(log_every, steps, log_every), *(b for b in extra_bounds if 0 < b < steps), steps})
         mesh = Mesh(np.array(devices), ("runs",))
         self.runs_sharding = NamedSharding(mesh, P("runs"))
         self.replicated = NamedSharding(mesh, P())
         hp_spec = P("runs") if hp_axis == 0 else P()
-        specs = (P("runs"), hp_spec, P())
 
-        def lift(fn, out_specs, group=vmap_size):
+        def lift(fn, out_specs, group=vmap_size, shared=0):  # shared: unbatched arguments after data
             local = over_runs(fn, self.n_padded // self.n_dev, group, hp_axis)
-            return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False)
+            return jax.shard_map(local, mesh=mesh, in_specs=(P("runs"), hp_spec, P(), *(P(),) * shared),
+                                 out_specs=out_specs, check_vma=False)
 
         self._lift = lift
         self._program = program
@@ -273,16 +270,17 @@ class Compiled:
         self._args = self._place(states, hp, data)
         self._evals: dict[tuple, Any] = {}
         self.runners: dict[tuple, Any] = {}
-        self._evaluator(self.due(0))
+        self._evaluator(self.due(0, probes=True))
         for a, b in zip([0, *self.bounds], self.bounds):
             self._runner(b - a, self.due(b))
         self.compile_s = time.perf_counter() - t0
 
-    def due(self, unit: int) -> tuple[str, ...]:
+    def due(self, unit: int, probes: bool = False) -> tuple[str, ...]:
         """What is computed at chunk end `unit`: "metrics" at log points (and the start and end),
-        and the probes whose cadence divides it."""
+        and with `probes` (the first unit of a call; later ones are probed inside the chunks) the
+        probes whose cadence divides it."""
         what = ("metrics",) if unit % self.log_every == 0 or unit in (0, self.steps) else ()
-        return what + tuple(name for name, every in self.probes if unit % every == 0)
+        return what + (tuple(name for name, every in self.probes if unit % every == 0) if probes else ())
 
     def _evaluator(self, what: tuple[str, ...]):
         """The compiled outputs `what` of every run. With a fused training step (compiler_options
@@ -301,19 +299,37 @@ class Compiled:
         metrics and probes never depend on those options."""
         if (n, what) not in self.runners:
             options = self._program.compiler_options
-            fn = partial(self._program.chunk, n_steps=n, what=what, evaluate=options is None)
-            lowered = jax.jit(self._lift(fn, (P("runs"), P("runs"))), donate_argnums=0).lower(*self._args)
+            fn = lambda st, hp, data, start: self._program.chunk(st, hp, data, n, what, options is None, start)  # noqa: E731
+            lowered = jax.jit(self._lift(fn, (P("runs"), P("runs")), shared=1), donate_argnums=0).lower(
+                *self._args, self._unit(0))
             train = lowered.compile(options)
             if options is None:
                 self.runners[n, what] = train
             else:
                 evaluate = self._evaluator(what)
 
-                def run(states, hp, data):
-                    states, extra = train(states, hp, data)
+                def run(states, hp, data, start):
+                    states, extra = train(states, hp, data, start)
                     return states, {**evaluate(states, hp, data), **extra}
                 self.runners[n, what] = run
         return self.runners[n, what]
+
+    def _unit(self, unit: int) -> jax.Array:
+        """A chunk's first unit, as the same value on every device."""
+        return jax.device_put(np.int32(unit), self.replicated)
+
+    def _deliver(self, on_metrics, start: int, unit: int, out: dict) -> None:
+        """Hand a chunk's host outputs to on_metrics: first one call per unit in (start, unit] where a
+        probe was due inside the chunk (its values and the chunk's diverged_step: a run's divergence
+        step never changes once set), then the chunk end's outputs."""
+        probed = out.pop("probe_trace", None)
+        if probed:
+            for u in range(start + 1, unit + 1):
+                values = {k: v[:, u - start - 1] for name, every in self.probes if u % every == 0
+                          for k, v in probed[name].items()}
+                if values:
+                    on_metrics(u, {**values, "diverged_step": out["diverged_step"]})
+        on_metrics(unit, out)
 
     def _place(self, states, hp, data):
         states = jax.device_put(pad_runs(states, self.n_padded), self.runs_sharding)
@@ -338,21 +354,22 @@ class Compiled:
         cut = lambda tree: jax.tree.map(lambda x: x[:n], tree)  # noqa: E731 - host outputs: drop padding runs
         t1 = time.perf_counter()
         states, hp, data = self._place(states, hp, data)
-        pending = (start, self._evaluator(self.due(start))(states, hp, data))
+        deliver = lambda a, b, out: self._deliver(on_metrics, a, b, cut(jax.device_get(out)))  # noqa: E731 - host sync
+        pending = (start, start, self._evaluator(self.due(start, probes=True))(states, hp, data))
         unit = start
         for end in (b for b in self.bounds if b > start):
-            states, out = self._runner(end - unit, self.due(end))(states, hp, data)
-            unit = end
+            states, out = self._runner(end - unit, self.due(end))(states, hp, data, self._unit(unit))
             if pending is not None:
-                on_metrics(pending[0], cut(jax.device_get(pending[1])))  # host sync, previous chunk
-            pending = (unit, out)
+                deliver(*pending)  # host sync, previous chunk
+            pending = (unit, end, out)
+            unit = end
             if flush_at is not None and flush_at(unit):
-                on_metrics(unit, cut(jax.device_get(out)))  # host sync: this chunk, before its checkpoint
+                deliver(*pending)  # host sync: this chunk, before its checkpoint
                 pending = None
             if after_chunk is not None and after_chunk(unit, first_runs(states, n)):
                 break  # asked to stop here (preemption): this chunk's outputs are still delivered
         if pending is not None:
-            on_metrics(pending[0], cut(jax.device_get(pending[1])))
+            deliver(*pending)
         states = jax.block_until_ready(first_runs(states, n))
         return states, time.perf_counter() - t1
 

@@ -10,15 +10,19 @@ import jax.numpy as jnp
 
 
 def over_runs(fn: Callable, n_runs: int, vmap_size: int | None, hp_axis: int | None) -> Callable:
-    """Lift fn(state, hp, data) of one run to stacked runs: vmap `vmap_size` runs at a time and
+    """Lift fn(state, hp, data, *shared) of one run to stacked runs (data and `shared` are the same
+    for every run, unbatched): vmap `vmap_size` runs at a time and
     loop over the groups with lax.map inside the same program (vmap_size None or >= n_runs: one
     vmap). Measured on a 2-core CPU, vmapping MLP runs is ~2x slower per run-step than looping;
     on a GPU vmap wins (BENCHMARKS.md)."""
     if vmap_size is None or vmap_size >= n_runs:
-        return jax.vmap(fn, in_axes=(0, hp_axis, None))
+        return lambda states, hp, data, *shared: jax.vmap(fn, in_axes=(0, hp_axis, None, *(None,) * len(shared)))(
+            states, hp, data, *shared)
     if hp_axis is None:
-        return lambda states, hp, data: jax.lax.map(lambda s: fn(s, hp, data), states, batch_size=vmap_size)
-    return lambda states, hp, data: jax.lax.map(lambda sh: fn(*sh, data), (states, hp), batch_size=vmap_size)
+        return lambda states, hp, data, *shared: jax.lax.map(lambda s: fn(s, hp, data, *shared), states,
+                                                             batch_size=vmap_size)
+    return lambda states, hp, data, *shared: jax.lax.map(lambda sh: fn(*sh, data, *shared), (states, hp),
+                                                         batch_size=vmap_size)
 
 
 def default_vmap_size() -> int | None:

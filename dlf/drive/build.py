@@ -16,10 +16,11 @@ from dlf import data as datasets
 from dlf import models
 from dlf.config import Config
 from dlf.core import fused, optim
-from dlf.core.engine import Data, Hyper, Program, TrainState, init_states
+from dlf.core.engine import Data, Hyper, Program, TrainState
 from dlf.core.losses import LOSSES
 from dlf.core.runs import default_vmap_size, take_runs
 from dlf.core.schedule import NEVER
+from dlf.core.seeds import init_states
 from dlf.errors import ConfigError
 from dlf.probes import evaluators
 
