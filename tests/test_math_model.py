@@ -241,3 +241,36 @@ def test_chunk_is_one_compiled_loop_without_host_callbacks():
     calls = []
     fit(prog, states, hp, data, 1000, 500, lambda s, m: calls.append(s))
     assert calls == [0, 500, 1000]  # the host sees the metrics at log points only
+
+
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
+@pytest.mark.parametrize("vmap_size", [1, None])
+def test_runs_with_their_own_end_step_and_lr_equal_each_run_alone(vmap_size):
+    """Per-run end_step and learning rate as traced values: one program runs to the longest end
+    and freezes each run at its own (params, optimizer state and step counter), and each run's
+    params equal the same run alone (its own lr in the optimizer, its own number of steps): bit for
+    bit when runs go one at a time (vmap_size 1), to rounding when vmapped."""
+    with jax.enable_x64(True):
+        model, _, prog1, data = _problem(lr=1.0)  # the grid's transformation: lr 1, scaled per run
+        runs = [(0.5, 17), (2.0, 30), (1.0, 9)]  # (lr, end_step)
+        hp = Hyper(jnp.full(3, 20.0), jnp.full(3, 6, jnp.int32), jnp.full(3, NEVER, jnp.int32),
+                   end_step=jnp.asarray([e for _, e in runs], jnp.int32), lr=jnp.asarray([lr for lr, _ in runs]))
+        rows = []
+        out, _ = fit(prog1, init_states(model, prog1.tx, [4, 4, 4], data.x_train), hp, data, 30, 10,
+                     lambda s, m: rows.append((s, m)), hp_axis=0, vmap_size=vmap_size)
+        assert out.step.tolist() == [17, 30, 9]
+        for i, (lr, end) in enumerate(runs):
+            _, tx, prog, _ = _problem(lr=lr)
+            one = {}
+            states, _ = fit(prog, init_states(model, tx, [4], data.x_train),
+                            Hyper(jnp.float64(20.0), jnp.int32(6), jnp.int32(NEVER)), data, end, end,
+                            lambda s, m: one.update({s: m}), vmap_size=vmap_size)
+            for a, b in zip(jax.tree.leaves(out.params), jax.tree.leaves(states.params)):
+                if vmap_size == 1:  # one run at a time (the CPU default): bit for bit
+                    np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)[0])
+                else:  # vmapped runs: XLA's batched dots round otherwise than a lone run's
+                    np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b)[0], rtol=1e-11, atol=1e-13)
+            # the frozen run's last metrics row is its own end's
+            np.testing.assert_allclose(rows[-1][1]["loss"][i], one[end]["loss"][0], rtol=1e-12)
+            np.testing.assert_allclose(rows[-1][1]["gamma"][i], one[end]["gamma"][0], rtol=1e-12)
+        assert not np.array_equal(out.params["Dense_0"]["kernel"][0], out.params["Dense_0"]["kernel"][2])

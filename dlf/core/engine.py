@@ -29,10 +29,15 @@ class TrainState(NamedTuple):
 
 
 class Hyper(NamedTuple):
-    """Traced per-run hyper-parameters: one compiled program serves every value."""
+    """Traced per-run hyper-parameters: one compiled program serves every value. `end_step`: the
+    run stops once it has taken that many steps (None: never): it is frozen, as a diverged run is,
+    and its step counter too, so its later outputs are those of its own end; `lr`: the updates of a
+    transformation built with learning rate 1 are scaled by it (None: the transformation's own)."""
     A: jax.Array
     T: jax.Array
     off_step: jax.Array
+    end_step: Any = None
+    lr: Any = None
 
 
 class Data(NamedTuple):
@@ -122,15 +127,18 @@ class Program:
             (F, model_state), grads = jax.value_and_grad(self.objective(state, hp, x, y, data),
                                                          has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        if hp.lr is not None:  # (-g * 1) * lr: bit for bit the -g * lr of a transformation built with lr
+            updates = jax.tree.map(lambda u: u * jnp.asarray(hp.lr, u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
-        alive = state.diverged_step < 0
+        running = jnp.asarray(True) if hp.end_step is None else state.step < hp.end_step
+        alive = (state.diverged_step < 0) & running
         finite = jnp.isfinite(F) & _all_finite(params)
         keep = alive & finite
         return state._replace(
             params=_select(keep, params, state.params),
             opt_state=_select(keep, opt_state, state.opt_state),
             model_state=_select(keep, model_state, state.model_state),
-            step=state.step + 1,
+            step=jnp.where(running, state.step + 1, state.step),
             diverged_step=jnp.where(alive & ~finite, state.step, state.diverged_step),
         ), F
 
