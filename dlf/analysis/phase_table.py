@@ -13,7 +13,8 @@ from dlf.analysis.stats import interval
 
 BASE = ("A", "T", "n", "train_acc_mean", "train_acc_ci95", "train_acc_std", "val_acc_mean", "val_acc_ci95",
         "val_acc_std", "diverged_frac", "runs")
-INTS = ("T", "n", "runs")
+INTS = ("T", "n", "runs", "threshold_n")
+STATS = ("threshold",)  # per-run values a cell may also pool (a grid with a Hessian probe), after BASE
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,24 @@ class Record:
     val_acc: float | None
     diverged: bool
     cell: tuple = ()
+    stats: tuple = ()  # ((name, value or None), ...) of STATS
+
+
+def is_stat(key: str) -> bool:
+    """Whether a phase.csv column holds a statistic of STATS (threshold_mean, ...) rather than a cell key."""
+    return key.startswith(tuple(f"{s}_" for s in STATS))
+
+
+def cell_keys(row: dict) -> list[str]:
+    """The other varying keys of a phase.csv row (neither BASE nor a statistic of STATS)."""
+    return [k for k in row if k not in BASE and not is_stat(k)]
 
 
 def columns(rows: list[dict]) -> list[str]:
-    """phase.csv's columns: the other varying keys first (in the rows' order), then BASE."""
-    extra = [k for k in (rows[0] if rows else {}) if k not in BASE]
-    return [*extra, *BASE]
+    """phase.csv's columns: the other varying keys first (in the rows' order), then BASE, then the
+    statistics of STATS the rows hold."""
+    first = rows[0] if rows else {}
+    return [*cell_keys(first), *BASE, *(k for k in first if is_stat(k))]
 
 
 def table(records: Iterable[Record]) -> list[dict]:
@@ -50,6 +63,10 @@ def table(records: Iterable[Record]) -> list[dict]:
                      "train_acc_ci95": tr["ci95"], "train_acc_std": tr["std"], "val_acc_mean": va["mean"],
                      "val_acc_ci95": va["ci95"], "val_acc_std": va["std"],
                      "diverged_frac": (len(rs) - len(ok)) / len(rs), "runs": len(rs)})
+        for name in dict(rs[0].stats):  # mean, 95% interval, std and n over the runs that have a value
+            st = interval(v for r in ok if (v := dict(r.stats).get(name)) is not None)
+            rows[-1].update({f"{name}_mean": st["mean"], f"{name}_ci95": st["ci95"], f"{name}_std": st["std"],
+                             f"{name}_n": st["n"]})
     return rows
 
 
@@ -88,8 +105,8 @@ def best(rows: list[dict], key: str = "val_acc") -> dict | None:
 
 def cell_name(row: dict) -> str:
     """`A=10 T=100` (and the other keys' values) of a row."""
-    extra = [f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in row
-             if k not in BASE and k not in STAT_KEYS and not k.startswith(("train_acc_", "val_acc_"))]
+    extra = [f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in cell_keys(row)
+             if k not in STAT_KEYS and not k.startswith(("train_acc_", "val_acc_"))]
     return " ".join([*extra, f"A={row['A']:g}", f"T={row['T']}"])
 
 

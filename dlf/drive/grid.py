@@ -1,6 +1,7 @@
 """The grid loop of `dlf.phase`: every (A, T, seed) of a grid in one compiled program, trained
-`grid.chunk_runs` runs per call, resumable from runs.partial.jsonl; the phase directory is written
-by dlf.drive.phase_dir, setup, signals and faults are the session's (dlf.drive.session)."""
+`grid.chunk_runs` runs per call, resumable from runs.partial.jsonl, with its probes if any (per-run
+series and thresholds: dlf.drive.grid_probes); the phase directory is written by
+dlf.drive.phase_dir, setup, signals and faults are the session's (dlf.drive.session)."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from dlf.analysis import results
 from dlf.config import Config
 from dlf.core.engine import Compiled
 from dlf.core.runs import pad_runs, take_runs
-from dlf.drive import phase_dir, rundir
+from dlf.drive import grid_probes, phase_dir, rundir
 from dlf.drive.build import bytes_per_run, dtype_of
 from dlf.drive.progress import GridProgress, slow_notice
 from dlf.drive.session import Session
@@ -54,10 +55,13 @@ def check(cfg: Config) -> None:
             raise ConfigError(f"{key}={list(vals)} is not allowed; expected distinct values")
     if cfg.grid.shard is not None and cfg.grid.shard >= cfg.grid.shards:
         raise ConfigError(f"grid.shard={cfg.grid.shard} is not allowed; expected < grid.shards={cfg.grid.shards}")
-    if cfg.probing:
-        on = ", ".join(f"probes.{n}.every={p.every}" for n, p in cfg.probes.items() if p.every)
-        raise ConfigError(f"{on} is not allowed in dlf.phase; expected 0 (a grid records no probe series; run "
-                          "probes per configuration with python -m dlf.train)")
+    for name, p in cfg.probes.items():
+        if p.every > cfg.train.steps:
+            raise ConfigError(f"probes.{name}.every={p.every} is not allowed; expected 0 (off) or <= "
+                              f"train.steps={cfg.train.steps} (a probe that never runs after step 0)")
+    if cfg.probing and cfg.grid.shards > 1:
+        raise ConfigError(f"grid.shards={cfg.grid.shards} is not allowed with probes on; expected 1 (a merge of "
+                          "shards does not gather their probes/ series)")
     from dlf.analysis.compare import parse_baseline
 
     parse_baseline(cfg.stats.baseline, ["A", "T"])  # a key a grid's cells do not have: one line, now
@@ -250,16 +254,21 @@ def _train_grid(s: Session) -> dict[str, Any]:
                 compile_s = compiled.compile_s
                 log.info("dlf.phase: compiled in %.1f s", compile_s)
             last: dict = {}
+            probed = grid_probes.ChunkProbes(b.probe_value_names) if b.program.probes else None
 
-            def on_metrics(step, m, i=i):
-                last.update(m)
-                progress.step(i, step)
+            def on_metrics(step, m, i=i, probed=probed):
+                if probed is not None:
+                    probed.take(step, m)
+                if "loss" in m:
+                    last.update(m)
+                    progress.step(i, step)
 
             _, dt = compiled(states, hp, b.data, on_metrics)
             train_s += dt
-            for j in range(n):
-                r = runs[todo[i * size + j]]
-                done[r.A, r.T, r.seed] = row = {**_row(r, last, j), "code": code}
+            mine = [runs[k] for k in todo[i * size:i * size + n]]
+            extra = probed.finish(cfg, out_dir, mine, [steps] * n) if probed else [{}] * n
+            for j, r in enumerate(mine):
+                done[r.A, r.T, r.seed] = row = {**_row(r, last, j), **extra[j], "code": code}
                 writer.write(row)
             progress.chunk_done(i, n, train_s)
             if s.after_chunk(i + 1) and i < n_chunks - 1:

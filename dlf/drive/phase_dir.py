@@ -28,7 +28,8 @@ def records(runs: list[dict[str, Any]], keys: list[str] = ()) -> list[phase_tabl
     """runs.csv rows as the records a phase table pools (a diverged run has diverged_step >= 0)."""
     return [phase_table.Record(r["A"], r["T"], r["seed"], r["train_acc"], r["val_acc"],
                                r["diverged_step"] is not None and r["diverged_step"] >= 0,
-                               tuple((k, r[k]) for k in keys)) for r in runs]
+                               tuple((k, r[k]) for k in keys), tuple((k, r[k]) for k in phase_table.STATS if k in r))
+            for r in runs]
 
 
 def best(rows: list[dict], comparison: list[dict], metric: str) -> dict | None:
@@ -38,7 +39,7 @@ def best(rows: list[dict], comparison: list[dict], metric: str) -> dict | None:
     if v["best"] is None:
         return phase_table.best(rows, metric)
     b = v["best"]
-    row = next(r for r in rows if all(r[k] == b[k] for k in r if k not in phase_table.BASE) and
+    row = next(r for r in rows if all(r[k] == b[k] for k in phase_table.cell_keys(r)) and
                (r["A"], r["T"]) == (b["A"], b["T"]))
     return {**row, **{f"{metric}_{k}": b[k] for k in ("diff", "lo", "hi", "n", "wins", "losses", "p_holm")},
             "baseline": b["baseline"]}
@@ -56,7 +57,8 @@ def write(root: Path, runs: list[dict[str, Any]], figure_title: str, record: dic
     rows = phase_table.table(recs)
     comparison = cmp.compare(runs, [*keys, "A", "T"], baseline)
     verdict = cmp.verdict(comparison, metric, baseline)
-    results.write_runs_csv(root / "runs.csv", runs, keys)
+    results.write_runs_csv(root / "runs.csv", runs, keys,
+                           [c for c in results.PROBE_COLUMNS if any(c in r for r in runs)])
     phase_table.write_csv(root / "phase.csv", rows)
     outputs.write_csv(root / "compare.csv", [*keys, "A", "T", *cmp.COLUMNS], comparison)
     if rows:

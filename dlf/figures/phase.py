@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dlf.analysis.phase_table import BASE
+from dlf.analysis.phase_table import cell_keys
 
 ANNOTATE_MAX = 64  # grids with at most this many points are drawn as annotated heat maps
 
 
 def _facets(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
     """(values of the other keys, their rows) in the rows' order."""
-    keys = [k for k in (rows[0] if rows else {}) if k not in BASE]
+    keys = cell_keys(rows[0]) if rows else []
     out: dict[tuple, list[dict]] = {}
     for r in rows:
         out.setdefault(tuple((k, r[k]) for k in keys), []).append(r)
