@@ -123,6 +123,9 @@ class PathsConfig:
 class GridConfig:
     A: tuple[float, ...] | None = _f(None, low=1.0, doc="amplitudes of a phase diagram (null: schedule.A)")
     T: tuple[int, ...] | None = _f(None, low=2, doc="periods of a phase diagram (null: schedule.T)")
+    lr: tuple[float, ...] | None = _f(None, gt=0.0, doc="learning rates of a grid, traced per run (null: optimizer.lr)")
+    lr_T: tuple[int, ...] | None = _f(None, low=2, doc="set by dlf.phase: schedule.T resolved at each grid.lr")
+    lr_steps: tuple[int, ...] | None = _f(None, low=1, doc="set by dlf.phase: train.steps resolved at each grid.lr")
     chunk_runs: int | None = _f(None, low=1, doc="runs per compiled program call (null: from memory)")
     shards: int = _f(1, low=1, doc="split the grid's points into N jobs of a SLURM array (hydra/launcher=slurm)")
     shard: int | None = _f(None, low=0, doc="the shard this job trains (set by dlf.phase; null: all points)")
@@ -173,9 +176,10 @@ class Config:
             return self.train.epochs * self.steps_per_epoch(n_train)
         return self.train.steps
 
-    def off_step_for(self, n_train: int | None = None, T: int | None = None) -> int | None:
+    def off_step_for(self, n_train: int | None = None, T: int | None = None, steps: int | None = None) -> int | None:
         """First step with oscillations off (Gamma = 1), or None if they never stop, for the period
-        T (default schedule.T; a grid has one per point). Precedence: `schedule.off_from_step`,
+        T (default schedule.T; a grid has one per point) and a run of `steps` steps (default
+        total_steps; a grid over grid.lr has one per lr). Precedence: `schedule.off_from_step`,
         then `off_from_epoch` (epoch runs), then `off_last_periods`."""
         s = self.schedule
         T = s.T if T is None else T
@@ -184,7 +188,7 @@ class Config:
         if s.off_from_epoch is not None:
             return round(s.off_from_epoch * self.steps_per_epoch(n_train))
         if s.off_last_periods > 0:
-            off = max(0, self.total_steps(n_train) - s.off_last_periods * T)
+            off = max(0, (self.total_steps(n_train) if steps is None else steps) - s.off_last_periods * T)
             return off - off % T if s.off_align == "period" else off
         return None
 

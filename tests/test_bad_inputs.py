@@ -110,6 +110,9 @@ def test_a_grid_whose_dynamical_loss_never_switches_on_is_one_line(tmp_path):
      "allowed; expected 0 (off) or <= train.steps=400"),
     ("dlf.phase", ["grid.A=1,10", "probes.ntk.every=5", "grid.shards=2"], "grid.shards=2 is not allowed with probes "
      "on; expected 1"),
+    ("dlf.phase", ["grid.lr=1,2", "optimizer.lr_schedule=cosine"], "grid.lr is not allowed with "
+     "optimizer.lr_schedule=cosine; expected constant"),
+    ("dlf.phase", ["grid.lr=1,-2"], "grid.lr[1]=-2 is not allowed; expected a number > 0"),
     ("dlf.train", ["plugins=[os]"], "plugins: 'os' registered nothing; expected a module that registers"),
     ("dlf.train", ["hydra.searchpath=[file:///no/such/configs]"], "hydra.searchpath: file:///no/such/configs does "
      "not exist"),
@@ -121,7 +124,8 @@ def test_a_grid_whose_dynamical_loss_never_switches_on_is_one_line(tmp_path):
 def test_command_line_slips_are_one_line(tmp_path, module, args, message):
     """Issue 21's bad inputs at the command line: a forgotten -m (with Hydra's hint), an override
     without a key, a sweep experiment run as one job, a probe of a grid that never runs after step 0,
-    probes in a sharded grid (a merge does not gather their series),
+    probes in a sharded grid (a merge does not gather their series), a grid.lr with an lr schedule or
+    a learning rate <= 0,
     a plugin that registers nothing, a search path that does not exist (Hydra only warns), an
     interpolation in a Hydra key that cannot resolve, a shard count of 0."""
     p = run_cli("hydra.run.dir=run", *args, cwd=tmp_path, module=module)

@@ -59,3 +59,46 @@ def test_grid_probes_equal_the_same_runs_trained_alone(tmp_path):
             assert cell["threshold_mean"] == pytest.approx(np.mean(values), rel=1e-12)
     s = json.loads((d / "summary.json").read_text())
     assert s["status"] == "ok" and s["best"] is not None  # the cell keys are (A, T): the stats are no cell key
+
+
+# Fig. 5's protocol in small: T and steps scale as 1/lr through the config's own interpolations
+PER_LR = ["schedule.T='${div:400,${optimizer.lr}}'", "train.steps='${div:1600,${optimizer.lr}}'", "schedule.A=70",
+          *[a for a in SMALL if not a.startswith(("optimizer.lr", "train.steps", "probes.ntk"))]]
+
+
+def test_a_grid_over_the_learning_rate_runs_each_run_to_its_own_end(tmp_path):
+    """grid.lr: one program trains every lr, each run with its own T and number of steps (frozen
+    after its end); each equals the same lr trained alone by dlf.train (metrics, F, probe series,
+    threshold), and the cells are (lr, A, T)."""
+    p = run_cli("grid.lr=1,2", *PER_LR, "hydra.run.dir=grid", cwd=tmp_path, module="dlf.phase")
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "grid"
+    runs = _runs_csv(d / "runs.csv")
+    assert [(float(r["optimizer.lr"]), int(r["T"]), int(r["seed"])) for r in runs] == [
+        (1.0, 400, 0), (1.0, 400, 1), (2.0, 200, 0), (2.0, 200, 1)]
+    assert [(c["optimizer.lr"], c["T"]) for c in read_phase(d / "phase.csv")] == [(1.0, 400), (2.0, 200)]
+    assert json.loads((d / "summary.json").read_text())["steps"] == 1600
+    for lr, T, steps in ((1, 400, 1600), (2, 200, 800)):
+        q = run_cli(f"optimizer.lr={lr}", *PER_LR, f"hydra.run.dir=one{lr}", cwd=tmp_path)
+        assert q.returncode == 0, q.stderr[-3000:]
+        s = json.loads((tmp_path / f"one{lr}" / "summary.json").read_text())
+        assert (s["T"], s["steps"]) == (T, steps)
+        one = np.load(tmp_path / f"one{lr}" / "probes.npz")
+        mine = [r for r in runs if float(r["optimizer.lr"]) == lr]
+        np.testing.assert_array_equal([float(r["train_acc"]) for r in mine], s["final"]["train_acc"]["per_seed"])
+        np.testing.assert_allclose([float(r["loss"]) for r in mine], s["final"]["loss"]["per_seed"], rtol=1e-12)
+        for k, r in enumerate(mine):
+            z = np.load(d / "probes" / f"lr{lr}_A70_T{T}_seed{k}.npz")
+            assert z["F"].shape == (1, steps) and z["probe_steps"].tolist() == list(range(0, steps + 1, 5))
+            np.testing.assert_allclose(z["F"][0], one["F"][k], rtol=1e-12)
+            np.testing.assert_allclose(z["hessian_lambda_max"][0], one["hessian_lambda_max"][k], rtol=1e-9)
+            ref = s["threshold"]["per_seed"][k]
+            assert ref["n"] > 0 and float(r["threshold"]) == pytest.approx(ref["mean"], rel=1e-9)
+    # the fit and figure read the phase directory: per lr, the mean of its runs' thresholds
+    from dlf.analysis.fig5 import fig5
+
+    groups, skipped = fig5(d, tmp_path / "f5")
+    assert not skipped and len(groups) == 1 and groups[0]["width"] == 32 and groups[0]["eta"].tolist() == [1.0, 2.0]
+    for eta, mean in zip(groups[0]["eta"], groups[0]["mean"]):
+        assert mean == pytest.approx(np.mean([float(r["threshold"]) for r in runs if float(r["optimizer.lr"]) == eta]))
+    assert (tmp_path / "f5" / "fig5.png").exists() and groups[0]["fit"]["b"] < 0

@@ -195,7 +195,7 @@ def test_phase_bad_input_is_one_line(tmp_path, args, msg):
 
 def test_train_refuses_grid_keys(tmp_path):
     p = run_cli("grid.A=[1,5]", "hydra.run.dir=bad", cwd=tmp_path)
-    assert p.returncode == 2 and p.stderr.startswith("dlf: error: grid.A and grid.T are for phase diagrams")
+    assert p.returncode == 2 and p.stderr.startswith("dlf: error: grid.A, grid.T and grid.lr are for phase diagrams")
 
 
 # ---------------------------------------------------------------- sweeps of jobs + aggregation

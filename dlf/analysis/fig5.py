@@ -1,10 +1,12 @@
-"""Fig. 5a, threshold against learning rate: `python -m dlf.fig5 <multirun dir> [-o out dir]`.
+"""Fig. 5a, threshold against learning rate: `python -m dlf.fig5 <dir> [<dir> ...] [-o out dir]`.
 
-Reads every job's summary.json below the directory, takes its per-seed thresholds (`threshold`
-`per_seed[*].mean`: one value per seed, the mean over that seed's cascades; from
-dlf.analysis.bifurcation.threshold_summary) and config (model.width, optimizer.name/lr/momentum),
-pools jobs with the same (width, optimizer, eta), fits per width and writes fig5.csv and fig5.png.
-Failed jobs and jobs without a threshold are listed and skipped.
+Reads every job's summary.json below a multirun directory, takes its per-seed thresholds
+(`threshold` `per_seed[*].mean`: one value per seed, the mean over that seed's cascades; from
+dlf.analysis.bifurcation.threshold_summary) and config (model.width, optimizer.name/lr/momentum);
+or, from a `dlf.phase` directory with probes (e.g. `grid.lr=0.5,1,2,4,8`), each run's `threshold`
+in runs.csv (the same per-seed value) and its learning rate (the `optimizer.lr` column, else the
+config's). Pools runs with the same (width, optimizer, eta), fits per width and writes fig5.csv
+and fig5.png. Failed jobs and runs without a threshold are listed and skipped.
 
 Fit [decision]: the data are the per-seed thresholds, not the onsets: onsets of one cascade are
 correlated and their spread is heavy-tailed, seeds are independent. Ordinary least squares of
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlf.analysis.results import RunResult, read_sweep
+from dlf.analysis.results import RunResult, kind, read_runs_csv, read_sweep
 from dlf.figures import probes as probe_plots
 
 
@@ -77,8 +79,38 @@ def point(width: int, optimizer: str, eta: float, values) -> Point:
                  int(v.size), tuple(float(x) for x in v))
 
 
+def grid_points(root: Path) -> tuple[list[Point], dict[str, str]]:
+    """(one Point per learning rate of a dlf.phase directory: the thresholds of its runs with A != 1,
+    {run: why} for the runs left out)."""
+    import json
+
+    from dlf.config import stored
+
+    cfg = stored(json.loads((root / "summary.json").read_text())["config"])
+    opt, width = cfg.optimizer, getattr(cfg.model, "width", None)
+    if width is None or opt.lr_schedule != "constant":
+        return [], {root.name: f"model.name={cfg.model.name}, optimizer.lr_schedule={opt.lr_schedule}: a threshold "
+                               "against eta needs a model width and a constant lr"}
+    values: dict[float, list[float]] = {}
+    skipped = {}
+    for r in read_runs_csv(root / "runs.csv"):
+        run = f"{root.name}/runs.csv A={r['A']:g} T={r['T']} seed={r['seed']}"
+        eta = float(r.get("optimizer.lr") or opt.lr)
+        if r["A"] == 1:
+            skipped[f"{run} lr={eta:g}"] = "A=1: an ordinary-loss baseline"
+        elif r.get("threshold") is None:
+            skipped[f"{run} lr={eta:g}"] = "no threshold in runs.csv (probes off, diverged or no cascade)"
+        else:
+            values.setdefault(eta, []).append(float(r["threshold"]))
+    label = optimizer_label(opt.name, float(getattr(opt, "momentum", 0.0)))
+    return [point(int(width), label, eta, v) for eta, v in sorted(values.items())], skipped
+
+
 def collect(root: Path) -> tuple[list[Point], dict[str, str]]:
-    """(one Point per usable job, {job: why} for the others) below `root`."""
+    """(one Point per usable job, {job: why} for the others) below `root` (a multirun directory),
+    or of a dlf.phase directory (`grid_points`)."""
+    if kind(root) == "grid":
+        return grid_points(root)
     points, skipped = [], {}
     for run in read_sweep(root).runs:
         job = run.path.relative_to(root).as_posix()
@@ -126,13 +158,19 @@ def sem(p: Point) -> float:
     return p.std / np.sqrt(p.n) if p.n > 1 and p.std > 0 else np.nan
 
 
-def fig5(root: Path, out: Path | None = None) -> tuple[list[dict], dict[str, str]]:
-    """Write fig5.csv and fig5.png into `out` (default `root`); returns (one dict per width and
-    optimizer: label, eta, mean, sem, n, fit), {skipped job: why})."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a directory")
-    points, skipped = collect(root)
+def fig5(root: Path | list[Path], out: Path | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Write fig5.csv and fig5.png into `out` (default the first root) from one or more multirun
+    or dlf.phase directories (e.g. one per width); returns (one dict per width and optimizer:
+    label, eta, mean, sem, n, fit), {skipped job: why})."""
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    points, skipped = [], {}
+    for r in roots:
+        if not r.is_dir():
+            raise FileNotFoundError(f"{r} is not a directory")
+        more, why = collect(r)
+        points += more
+        skipped.update(why)
+    root = roots[0]
     if not points:
         first = next(iter(skipped.items()), None)
         raise ValueError(f"no usable runs below {root}" + (f" ({len(skipped)} job(s) skipped; first: "
@@ -165,8 +203,10 @@ def fig5(root: Path, out: Path | None = None) -> tuple[list[dict], dict[str, str
         if c is not None:
             refs.append((rf"{c:.3g}/$\eta$ ({o} stability edge)", c))
     probe_plots.fig5a(out / "fig5.png", groups=groups, references=refs,
-                      title=f"{root.name}: {len(points)} job(s), {len(pooled)} point(s)")
-    baselines(root, out, pooled)
+                      title=f"{', '.join(r.name for r in roots)}: {len(points)} job(s), {len(pooled)} point(s)")
+    sweeps = [r for r in roots if kind(r) == "sweep"]  # Fig. 5b/c: the A=1 jobs of a sweep
+    if sweeps:
+        baselines(sweeps[0], out, pooled)
     return groups, skipped
 
 

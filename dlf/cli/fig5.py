@@ -11,8 +11,9 @@ def main(argv: list[str] | None = None) -> int:
     from dlf.analysis.fig5 import describe, fig5
 
     ap = argparse.ArgumentParser(prog="python -m dlf.fig5", description=__doc__.split("(dlf-fig5): ")[1])
-    ap.add_argument("sweep_dir", type=Path, help="a multirun directory (outputs/multirun/<date>/<time>)")
-    ap.add_argument("-o", "--out", type=Path, default=None, help="output directory (default: sweep_dir)")
+    ap.add_argument("sweep_dir", type=Path, nargs="+", help="multirun directories (outputs/multirun/<date>/<time>) "
+                    "or dlf.phase directories with probes (e.g. one per width)")
+    ap.add_argument("-o", "--out", type=Path, default=None, help="output directory (default: the first sweep_dir)")
     args = ap.parse_args(argv)
     try:
         groups, skipped = fig5(args.sweep_dir, args.out)
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  skipped: {job}: {why}")
     for g in groups:
         print(f"dlf.fig5: {describe(g)}")
-    print(f"dlf.fig5: wrote {(args.out or args.sweep_dir) / 'fig5.csv'} and fig5.png")
+    print(f"dlf.fig5: wrote {(args.out or args.sweep_dir[0]) / 'fig5.csv'} and fig5.png")
     return 0
 
 

@@ -2,13 +2,14 @@
 grid in one compiled program (dlf.drive.grid); grid.shards=N splits it into N jobs and merges them."""
 from __future__ import annotations
 
+import copy
 import re
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlf import config as config_lib
 from dlf.cli import conf_dir, record_failure, typed_config, user_error
@@ -22,6 +23,9 @@ def app(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         phase_cfg = typed_config(cfg)
+        if phase_cfg.grid.lr:
+            per_lr(cfg, phase_cfg.grid.lr)
+            phase_cfg = typed_config(cfg)
         from dlf.drive.grid import check, run_phase  # jax is imported only once the config is valid
 
         check(phase_cfg)
@@ -35,13 +39,28 @@ def app(cfg: DictConfig) -> None:
         mirror_grid(phase_cfg, out_dir, summary)
 
 
-_LIST_ARG = re.compile(r"^(\+{0,2}grid\.(?:A|T))=(?!\[|null$)(.+)$")
+def per_lr(cfg: DictConfig, lrs: tuple[float, ...]) -> None:
+    """grid.lr_T and grid.lr_steps: schedule.T and train.steps resolved at each of grid.lr, by the
+    config's own interpolations (fig5_threshold: T = ${div:5000,${optimizer.lr}}, steps =
+    ${div:70000,${optimizer.lr}}); plain values stay the same at every lr."""
+    Ts, steps = [], []
+    for lr in lrs:
+        at = copy.deepcopy(cfg)
+        with open_dict(at):
+            at.optimizer.lr = float(lr)
+        Ts.append(at.schedule.T)
+        steps.append(at.train.steps)
+    with open_dict(cfg):
+        cfg.grid.lr_T, cfg.grid.lr_steps = Ts, steps
+
+
+_LIST_ARG = re.compile(r"^(\+{0,2}grid\.(?:A|T|lr))=(?!\[|null$)(.+)$")
 _SHARDS = re.compile(r"^\+{0,2}grid\.shards=(\d+)$")
 _DIR = re.compile(r"^\+{0,2}hydra\.(?:run|sweep)\.dir=")
 
 
 def list_args(argv: list[str]) -> list[str]:
-    """`grid.A=1,5,10` (a sweep to Hydra) -> `grid.A=[1,5,10]` (a list), `grid.T=40` -> `[40]`: a
+    """`grid.A=1,5,10` (a sweep to Hydra) -> `grid.A=[1,5,10]` (a list; grid.T, grid.lr alike), `grid.T=40` -> `[40]`: a
     phase diagram is one program, not a sweep of jobs."""
     return [_LIST_ARG.sub(r"\1=[\2]", a) for a in argv]
 

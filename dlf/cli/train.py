@@ -23,9 +23,9 @@ def app(cfg: DictConfig) -> str:
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         run_cfg = typed_config(cfg)
-        if run_cfg.grid.A or run_cfg.grid.T:
-            raise config_lib.ConfigError("grid.A and grid.T are for phase diagrams (python -m dlf.phase); "
-                                         "dlf.train takes schedule.A and schedule.T")
+        if run_cfg.grid.A or run_cfg.grid.T or run_cfg.grid.lr:
+            raise config_lib.ConfigError("grid.A, grid.T and grid.lr are for phase diagrams (python -m dlf.phase); "
+                                         "dlf.train takes schedule.A, schedule.T and optimizer.lr")
         swept = dict(hc.sweeper.get("params") or {})
         if swept and not multirun:  # a sweep experiment (fig3_grid, ...) run as one job
             raise config_lib.ConfigError(f"this configuration is a sweep over {', '.join(swept)}: add -m "

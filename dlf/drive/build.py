@@ -15,6 +15,7 @@ import numpy as np
 from dlf import data as datasets
 from dlf import models
 from dlf.config import Config
+from dlf.config import replace as replace_config
 from dlf.core import fused, optim
 from dlf.core.engine import Data, Hyper, Program, TrainState
 from dlf.core.losses import LOSSES
@@ -27,10 +28,18 @@ from dlf.probes import evaluators
 
 @dataclass(frozen=True)
 class Run:
-    """One trained run: its schedule point and seed."""
+    """One trained run: its schedule point and seed (in a grid over grid.lr, also its learning rate
+    and number of steps)."""
     A: float
     T: int
     seed: int
+    lr: float | None = None
+    steps: int | None = None
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the run in a grid (runs.partial.jsonl, resume): (A, T, seed[, lr])."""
+        return (self.A, self.T, self.seed) if self.lr is None else (self.A, self.T, self.seed, self.lr)
 
 
 @dataclass
@@ -140,29 +149,40 @@ def runs_vectorised(cfg: Config, program: Program) -> int | None:
     return cfg.train.vmap_size or (fused.VMAP_SIZE if program.loss_grad is not None else default_vmap_size())
 
 
-def build(cfg: Config, points: list[tuple[float, int]] | None = None) -> Built:
+def build(cfg: Config, points: list[tuple] | None = None) -> Built:
     """Everything a run needs. Without `points`: cfg's seeds at (schedule.A, schedule.T) with scalar
-    hyper-parameters. With `points`: every (A, T) x seed, point-major, with per-run hyper-parameters
-    (the same initial states at every point). Call inside `jax.enable_x64(cfg.precision == "float64")`."""
+    hyper-parameters. With `points`: every (A, T) or (A, T, lr, steps) x seed, point-major, with
+    per-run hyper-parameters (the same initial states at every point); with an lr (grid.lr) the
+    transformation is built with lr 1 and each run's lr and end step are traced. Call inside
+    `jax.enable_x64(cfg.precision == "float64")`."""
+    per_lr = bool(points) and len(points[0]) == 4 and points[0][2] is not None
+    if per_lr:
+        if cfg.optimizer.lr_schedule != "constant":
+            raise ConfigError(f"grid.lr is not allowed with optimizer.lr_schedule={cfg.optimizer.lr_schedule}; "
+                              "expected constant (each run's updates are scaled by its lr)")
+        tx_cfg = replace_config(cfg, optimizer={"lr": 1.0})
     data, y_train = load_data(cfg)
     n_train = int(data.x_train.shape[0])
     model = models.build(cfg.model, cfg.dataset.classes, cfg.precision)
-    program = program_of(cfg, model, n_train, y_train)
+    program = program_of(tx_cfg if per_lr else cfg, model, n_train, y_train)
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     x_example = program.inputs(data.x_train[:1], data)
     check_fits(cfg, model, x_example, n_train + int(data.x_val.shape[0]), len(seeds) * len(points or [0]))
     seed_states = init_states(model, program.tx, seeds, x_example, lambda m, key, x: model.init(key, x))
     dtype = program.loss_dtype(data)
-    off = lambda T: NEVER if (o := cfg.off_step_for(n_train, T)) is None else o  # noqa: E731
+    off = lambda T, steps=None: NEVER if (o := cfg.off_step_for(n_train, T, steps)) is None else o  # noqa: E731
     if points is None:
         hp = Hyper(A=jnp.asarray(cfg.schedule.A, dtype), T=jnp.asarray(cfg.schedule.T, jnp.int32),
                    off_step=jnp.asarray(off(cfg.schedule.T), jnp.int32))
         runs = [Run(cfg.schedule.A, cfg.schedule.T, s) for s in seeds]
         return Built(program, data, model, seed_states, hp, None, runs, n_train)
-    runs = [Run(float(A), int(T), s) for A, T in points for s in seeds]
-    offs = {T: off(T) for T in {r.T for r in runs}}
+    runs = [Run(float(p[0]), int(p[1]), s, *p[2:]) for p in points for s in seeds]
+    offs = {(r.T, r.steps): off(r.T, r.steps) for r in runs}
     hp = Hyper(A=jnp.asarray([r.A for r in runs], dtype), T=jnp.asarray([r.T for r in runs], jnp.int32),
-               off_step=jnp.asarray([offs[r.T] for r in runs], jnp.int32))
+               off_step=jnp.asarray([offs[r.T, r.steps] for r in runs], jnp.int32))
+    if per_lr:
+        hp = hp._replace(end_step=jnp.asarray([r.steps for r in runs], jnp.int32),
+                         lr=jnp.asarray([r.lr for r in runs], dtype))
     states = take_runs(seed_states, jnp.asarray([i for _ in points for i in range(len(seeds))]))
     return Built(program, data, model, states, hp, 0, runs, n_train)
 

@@ -30,14 +30,31 @@ log = logging.getLogger("dlf")
 PARTIAL = "runs.partial.jsonl"
 
 
-def points(cfg: Config) -> list[tuple[float, int]]:
-    """The grid's (A, T) points, A-major; a missing axis is the schedule's single value."""
+def points(cfg: Config) -> list[tuple]:
+    """The grid's (A, T, lr, steps) points, lr-major, then A, then T; a missing axis is the
+    schedule's single value. lr and steps are None without grid.lr; with it, each lr's T (unless
+    grid.T) and steps are the config's at that lr (grid.lr_T, grid.lr_steps: dlf.phase resolves them)."""
     As = cfg.grid.A or (cfg.schedule.A,)
-    Ts = cfg.grid.T or (cfg.schedule.T,)
-    return [(float(A), int(T)) for A in As for T in Ts]
+    if not cfg.grid.lr:
+        return [(float(A), int(T), None, None) for A in As for T in cfg.grid.T or (cfg.schedule.T,)]
+    g = cfg.grid
+    return [(float(A), int(T), float(lr), int(g.lr_steps[i] if g.lr_steps else cfg.train.steps))
+            for i, lr in enumerate(g.lr) for A in As
+            for T in g.T or (g.lr_T[i] if g.lr_T else cfg.schedule.T,)]
 
 
-def shard_points(cfg: Config) -> list[tuple[float, int]]:
+def run_key(row: dict) -> tuple:
+    """A runs.csv (runs.partial.jsonl) row's key, as build.Run.key: (A, T, seed[, lr])."""
+    lr = row.get("optimizer.lr")
+    return (row["A"], row["T"], row["seed"]) if lr is None else (row["A"], row["T"], row["seed"], lr)
+
+
+def cell_keys(cfg: Config) -> list[str]:
+    """The keys beside (A, T) that define a grid's cells: optimizer.lr with grid.lr."""
+    return ["optimizer.lr"] if cfg.grid.lr else []
+
+
+def shard_points(cfg: Config) -> list[tuple]:
     """The points this job trains: all, or every grid.shards-th from grid.shard on."""
     grid = points(cfg)
     return grid if cfg.grid.shard is None else grid[cfg.grid.shard::cfg.grid.shards]
@@ -48,17 +65,21 @@ def check(cfg: Config) -> None:
     if cfg.epoch_run:
         raise ConfigError("train.batch_size is not allowed in dlf.phase; expected null (full-batch "
                           "runs; sweep mini-batch runs with python -m dlf.train -m)")
-    if cfg.schedule.shape == "static" and any(A != 1.0 for A, _ in points(cfg)):
+    if cfg.schedule.shape == "static" and any(A != 1.0 for A, *_ in points(cfg)):
         raise ConfigError("grid.A is not allowed with schedule.shape=static; expected 1 (or unset)")
-    for key, vals in (("grid.A", cfg.grid.A or ()), ("grid.T", cfg.grid.T or ())):
+    for key, vals in (("grid.A", cfg.grid.A or ()), ("grid.T", cfg.grid.T or ()), ("grid.lr", cfg.grid.lr or ())):
         if len(set(vals)) != len(vals):
             raise ConfigError(f"{key}={list(vals)} is not allowed; expected distinct values")
+    if cfg.grid.lr and cfg.optimizer.lr_schedule != "constant":
+        raise ConfigError(f"grid.lr is not allowed with optimizer.lr_schedule={cfg.optimizer.lr_schedule}; "
+                          "expected constant (each run's updates are scaled by its lr)")
     if cfg.grid.shard is not None and cfg.grid.shard >= cfg.grid.shards:
         raise ConfigError(f"grid.shard={cfg.grid.shard} is not allowed; expected < grid.shards={cfg.grid.shards}")
+    shortest = min(p[3] or cfg.train.steps for p in points(cfg))
     for name, p in cfg.probes.items():
-        if p.every > cfg.train.steps:
+        if p.every > shortest:
             raise ConfigError(f"probes.{name}.every={p.every} is not allowed; expected 0 (off) or <= "
-                              f"train.steps={cfg.train.steps} (a probe that never runs after step 0)")
+                              f"train.steps={shortest} (a probe that never runs after step 0)")
     if cfg.probing and cfg.grid.shards > 1:
         raise ConfigError(f"grid.shards={cfg.grid.shards} is not allowed with probes on; expected 1 (a merge of "
                           "shards does not gather their probes/ series)")
@@ -95,14 +116,14 @@ def merge(root: Path, n_shards: int | None = None) -> dict[str, Any]:
         log.info("dlf.phase: %s left out of the merge (shards of an earlier plan; their runs were reused)",
                  ", ".join(stale))
     done = {k: r for p in shards for k, r in _done(p.parent / PARTIAL).items()}  # with each run's code
-    done.update({(r["A"], r["T"], r["seed"]): {**r, "code": done.get((r["A"], r["T"], r["seed"]), {}).get("code")}
+    done.update({run_key(r): {**r, "code": done.get(run_key(r), {}).get("code")}
                  for p in shards for r in results.read_runs_csv(p.parent / "runs.csv")})
     seeds = range(cfg.seed, cfg.seed + cfg.seeds)
-    final = [done[A, T, s] for A, T in points(cfg) for s in seeds]
+    final = [done[(A, T, s) if lr is None else (A, T, s, lr)] for A, T, lr, _ in points(cfg) for s in seeds]
     summary = phase_dir.write(root, final, phase_dir.title(cfg), {
         "status": "ok", "seeds": list(seeds), "steps": cfg.train.steps, "shards": len(shards),
         "code_segments": _code_segments(final), "git_sha": outputs.git_sha(), "config": config_lib.to_dict(cfg)},
-        baseline=cfg.stats.baseline, metric=cfg.stats.metric)
+        keys=cell_keys(cfg), baseline=cfg.stats.baseline, metric=cfg.stats.metric)
     log.info("dlf.phase: merged %d shards into %s: %s", len(shards), root, phase_dir.describe(root))
     return summary
 
@@ -142,7 +163,7 @@ def _done(path: Path) -> dict[tuple, dict]:
             rows.append(row)
         except ValueError:  # a line cut short by a kill, or not a run's row: that run is trained again
             log.warning("dlf.phase: %s line %d is not a finished run's row; dropped (its run trains again)", path, i)
-    return {(r["A"], r["T"], r["seed"]): r for r in rows}
+    return {run_key(r): r for r in rows}
 
 
 def _harvest(cfg: Config, out_dir: Path) -> dict[tuple, dict]:
@@ -207,23 +228,24 @@ def _row(r, last: dict, j: int) -> dict[str, Any]:
     """The runs.csv row of run r, the j-th of its chunk (values null where it diverged)."""
     dead = bool(last["diverged_step"][j] >= 0)
     value = lambda k: None if dead else float(last[k][j])  # noqa: E731
-    return dict(A=r.A, T=r.T, seed=r.seed, **{k: value(k) for k in results.METRICS},
+    lr = {} if r.lr is None else {"optimizer.lr": r.lr}
+    return dict(**lr, A=r.A, T=r.T, seed=r.seed, **{k: value(k) for k in results.METRICS},
                 diverged_step=int(last["diverged_step"][j]))
 
 
 def _train_grid(s: Session) -> dict[str, Any]:
     cfg, out_dir = s.cfg, s.out_dir
     grid = shard_points(cfg)
-    steps = cfg.train.steps
+    steps = max(p[3] or cfg.train.steps for p in grid)  # every run to the longest; each stops at its own end
     partial = out_dir / PARTIAL
     b, vmap_size = s.build(grid)
     runs = b.runs  # point-major: a chunk holds whole points
-    mine = {(r.A, r.T, r.seed) for r in runs}
+    mine = {r.key for r in runs}
     own = _done(partial)
     done = {k: r for k, r in _harvest(cfg, out_dir).items() if k in mine}
     code = outputs.code_version()
     _code_check(cfg, partial, done, code)
-    todo = [i for i, r in enumerate(runs) if (r.A, r.T, r.seed) not in done]
+    todo = [i for i, r in enumerate(runs) if r.key not in done]
     if done:
         log.info("dlf.phase: %d of %d runs finished before (%s); training the other %d", len(runs) - len(todo),
                  len(runs), partial.name, len(todo))
@@ -263,12 +285,13 @@ def _train_grid(s: Session) -> dict[str, Any]:
                     last.update(m)
                     progress.step(i, step)
 
-            _, dt = compiled(states, hp, b.data, on_metrics)
-            train_s += dt
             mine = [runs[k] for k in todo[i * size:i * size + n]]
-            extra = probed.finish(cfg, out_dir, mine, [steps] * n) if probed else [{}] * n
+            longest = max(r.steps or steps for r in mine)  # a chunk whose runs have all ended stops there
+            _, dt = compiled(states, hp, b.data, on_metrics, after_chunk=lambda u, _, longest=longest: u >= longest)
+            train_s += dt
+            extra = probed.finish(cfg, out_dir, mine, [r.steps or steps for r in mine]) if probed else [{}] * n
             for j, r in enumerate(mine):
-                done[r.A, r.T, r.seed] = row = {**_row(r, last, j), **extra[j], "code": code}
+                done[r.key] = row = {**_row(r, last, j), **extra[j], "code": code}
                 writer.write(row)
             progress.chunk_done(i, n, train_s)
             if s.after_chunk(i + 1) and i < n_chunks - 1:
@@ -276,14 +299,15 @@ def _train_grid(s: Session) -> dict[str, Any]:
                                      f"with {len(done)} of {len(runs)} runs done ({partial.name})",
                                      "the same command goes on")
 
-    final = [done[r.A, r.T, r.seed] for r in runs]
+    final = [done[r.key] for r in runs]
     summary = phase_dir.write(out_dir, final, phase_dir.title(cfg), {
         "status": "ok", "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)), "steps": steps,
         "chunk_runs": size, "step": b.step_name, "vmap_size": vmap_size, "chunks": n_chunks, "devices": n_dev,
         "backend": jax.default_backend(), "compile_s": compile_s, "train_s": train_s,
-        "run_steps_per_s": len(todo) * steps / train_s if train_s else None, "code_segments": _code_segments(final),
+        "run_steps_per_s": sum(runs[k].steps or steps for k in todo) / train_s if train_s else None,
+        "code_segments": _code_segments(final),
         **s.provenance()},
-        baseline=cfg.stats.baseline, metric=cfg.stats.metric)
+        keys=cell_keys(cfg), baseline=cfg.stats.baseline, metric=cfg.stats.metric)
     log.info("dlf.phase: %s | %.1f s (compile %.1f s), %s run-steps/s", phase_dir.describe(out_dir),
              summary["wall_s"], compile_s, f"{summary['run_steps_per_s']:.0f}" if train_s else "-")
     return summary

@@ -17,9 +17,10 @@ from dlf.drive import report
 DIR = "probes"
 
 
-def run_file(out_dir: Path, A: float, T: int, seed: int) -> Path:
-    """The probe series of run (A, T, seed) of a grid."""
-    return Path(out_dir) / DIR / f"A{A:g}_T{T}_seed{seed}.npz"
+def run_file(out_dir: Path, run) -> Path:
+    """A grid run's (build.Run) probe series: probes/A<A>_T<T>_seed<s>.npz (lr<lr>_A... with grid.lr)."""
+    lr = "" if run.lr is None else f"lr{run.lr:g}_"
+    return Path(out_dir) / DIR / f"{lr}A{run.A:g}_T{run.T}_seed{run.seed}.npz"
 
 
 class ChunkProbes:
@@ -50,7 +51,7 @@ class ChunkProbes:
         for j, (r, end) in enumerate(zip(runs, ends)):
             keep = steps <= end
             mine = {k: v[j:j + 1, keep] for k, v in series.items()}
-            _write_npz(run_file(out_dir, r.A, r.T, r.seed), F=F[j:j + 1, :end], F_steps=np.arange(end),
+            _write_npz(run_file(out_dir, r), F=F[j:j + 1, :end], F_steps=np.arange(end),
                        probe_steps=steps[keep], **mine)
             if "hessian_lambda_max" not in mine:
                 cols.append({"threshold": None, "threshold_n": None})

@@ -106,7 +106,7 @@ class Session:
                 return loop(self)
         return rundir.execute(self.out_dir, self.cfg, self.config_yaml, train, self.what)
 
-    def build(self, points: list[tuple[float, int]] | None = None) -> tuple[Built, int | None]:
+    def build(self, points: list[tuple] | None = None) -> tuple[Built, int | None]:
         """The program, data and initial states (dlf.drive.build), and the runs vectorised together."""
         b = build(self.cfg, points)
         return b, runs_vectorised(self.cfg, b.program)
