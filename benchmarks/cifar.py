@@ -33,7 +33,8 @@ def measure(precision: str, images: int, epochs: int, width: int, batch: int = 5
 
     from dlf import config as config_lib
     from dlf import models
-    from dlf.core.engine import Data, Hyper, init_states
+    from dlf.core.engine import Data, Hyper
+    from dlf.core.seeds import init_states
     from dlf.drive.build import program_of
 
     cfg = config_lib.from_dict({"dataset": {"name": "cifar10", "classes": 10}, "precision": precision,
