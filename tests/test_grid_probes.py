@@ -102,3 +102,23 @@ def test_a_grid_over_the_learning_rate_runs_each_run_to_its_own_end(tmp_path):
     for eta, mean in zip(groups[0]["eta"], groups[0]["mean"]):
         assert mean == pytest.approx(np.mean([float(r["threshold"]) for r in runs if float(r["optimizer.lr"]) == eta]))
     assert (tmp_path / "f5" / "fig5.png").exists() and groups[0]["fit"]["b"] < 0
+
+
+def test_a_grid_over_the_learning_rate_with_the_fused_step_equals_each_lr_alone(tmp_path):
+    """Without probes (the fused step on CPU): each lr's runs in the grid end where dlf.train's runs
+    of that lr end, bit for bit (the updates of the lr-1 transformation scaled by the run's lr)."""
+    tiny = ["train.steps='${div:40,${optimizer.lr}}'", "train.log_every=10", "seeds=2", "model.width=8",
+            "schedule.off_last_periods=0", "schedule.T=10"]
+    p = run_cli("grid.lr=0.5,2", *tiny, "hydra.run.dir=grid", cwd=tmp_path, module="dlf.phase")
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads((tmp_path / "grid" / "summary.json").read_text())
+    assert s["step"] == "fused" and s["steps"] == 80
+    runs = _runs_csv(tmp_path / "grid" / "runs.csv")
+    for lr in (0.5, 2):
+        q = run_cli(f"optimizer.lr={lr}", *tiny, f"hydra.run.dir=one{lr}", cwd=tmp_path)
+        assert q.returncode == 0, q.stderr[-3000:]
+        one = json.loads((tmp_path / f"one{lr}" / "summary.json").read_text())
+        assert one["step"] == "fused" and one["steps"] == round(40 / lr)
+        mine = [r for r in runs if float(r["optimizer.lr"]) == lr]
+        for key in ("train_acc", "val_acc", "loss", "val_ce"):
+            np.testing.assert_array_equal([float(r[key]) for r in mine], one["final"][key]["per_seed"])
