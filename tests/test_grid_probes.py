@@ -122,3 +122,27 @@ def test_a_grid_over_the_learning_rate_with_the_fused_step_equals_each_lr_alone(
         mine = [r for r in runs if float(r["optimizer.lr"]) == lr]
         for key in ("train_acc", "val_acc", "loss", "val_ce"):
             np.testing.assert_array_equal([float(r[key]) for r in mine], one["final"][key]["per_seed"])
+
+
+def test_a_killed_grid_with_probes_over_the_learning_rate_goes_on_where_it_stopped(tmp_path):
+    """Killed after its first call (one lr), the same command trains only the other lr's runs and
+    ends with the runs.csv, phase.csv and probe series of an uninterrupted grid (grid.T fixed: the
+    runs of both lr share (A, T, seed), so only the lr tells them apart)."""
+    args = ["grid.lr=1,2", "grid.T=100", *[a.replace("1600", "400") for a in PER_LR], "grid.chunk_runs=2"]
+    p = run_cli(*args, "hydra.run.dir=full", cwd=tmp_path, module="dlf.phase")
+    assert p.returncode == 0, p.stderr[-3000:]
+    k = run_cli(*args, "hydra.run.dir=g", cwd=tmp_path, module="dlf.phase", env={"DLF_FAULT": "1:KILL"})
+    assert k.returncode == -9
+    assert len((tmp_path / "g" / "runs.partial.jsonl").read_text().splitlines()) == 2
+    again = run_cli(*args, "hydra.run.dir=g", cwd=tmp_path, module="dlf.phase")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 of 4 runs finished before" in again.stdout + again.stderr
+    full, d = tmp_path / "full", tmp_path / "g"
+    for name in ("runs.csv", "phase.csv"):
+        assert (d / name).read_text() == (full / name).read_text(), name
+    files = sorted(f.name for f in (full / "probes").iterdir())
+    assert files == sorted(f.name for f in (d / "probes").iterdir()) and len(files) == 4
+    for f in files:
+        a, b = np.load(full / "probes" / f), np.load(d / "probes" / f)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
