@@ -136,3 +136,19 @@ def test_probes_run_inside_the_chunks_with_the_key_of_their_step(tmp_path):
             other = jax.jit(jax.vmap(lambda st: b.program.outputs(st, b.hp, b.data, ("hessian",))))(
                 moved)["hessian_lambda_max"]
             assert not np.allclose(rows[step], np.asarray(other), rtol=1e-6)
+
+
+@pytest.mark.parametrize("vmap_size", [None, 1])
+def test_the_probe_inside_a_vmapped_chunk_is_a_branch_not_a_select(vmap_size):
+    """The probe's predicate is the chunk's unbatched step count, so under vmap (and lax.map) it
+    stays a conditional that runs the probe only where it is due (a batched predicate would turn
+    it into a select that computes the probe at every step): the compiled chunk holds a conditional."""
+    from dlf.core.engine import Compiled
+
+    cfg = config_lib.replace(_cfg(), probes={"hessian": {"every": 10, "order": 5}, "ntk": {"every": 0}})
+    with jax.enable_x64(True):
+        b = build(cfg)
+        c = Compiled(b.program, b.states, b.hp, b.data, 70, 35, vmap_size=vmap_size)
+        assert c.bounds == [35, 70] and len(c.runners) == 1
+        hlo = next(iter(c.runners.values())).as_text()
+    assert "conditional" in hlo
