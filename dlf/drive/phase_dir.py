@@ -20,8 +20,11 @@ def title(cfg: Config) -> str:
     """The phase figure's title of a grid's config."""
     from dlf.models import MODELS
 
-    return (f"{cfg.dataset.name} {MODELS[cfg.model.name].describe(cfg.model)}, lr {cfg.optimizer.lr:g}, "
-            f"{cfg.schedule.shape}: {cfg.seeds} seeds, {cfg.train.steps} steps")
+    g = cfg.grid
+    lr = ",".join(f"{x:g}" for x in g.lr) if g.lr else f"{cfg.optimizer.lr:g}"
+    steps = ",".join(str(n) for n in g.lr_steps) if g.lr and g.lr_steps else str(cfg.train.steps)
+    return (f"{cfg.dataset.name} {MODELS[cfg.model.name].describe(cfg.model)}, lr {lr}, "
+            f"{cfg.schedule.shape}: {cfg.seeds} seeds, {steps} steps")
 
 
 def records(runs: list[dict[str, Any]], keys: list[str] = ()) -> list[phase_table.Record]:
