@@ -37,11 +37,12 @@ lint: $(VENV)/.dev  ## ruff (configured in pyproject.toml)
 docs: $(VENV)/.dev  ## regenerate docs/config.md from the code
 	$(PY) -m dlf.config --write
 
-bench: $(VENV)/.dev  ## engine, grid, cache, probe and CIFAR benchmarks; rewrite BENCHMARKS.md (~15 min on CPU)
+bench: $(VENV)/.dev  ## engine, grid, cache, probe, probe-run and CIFAR benchmarks; rewrite BENCHMARKS.md (~20 min on CPU)
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/phase.py
 	$(PY) benchmarks/cache.py
 	$(PY) benchmarks/probes.py
+	$(PY) benchmarks/probe_runs.py
 	$(PY) benchmarks/cifar.py
 
 figures: $(VENV)/.dev  ## rerun Fig. 4, Fig. 5a-c and the Fig. 3 T=300 switch-off runs; rewrite their numbers in docs/ (~40 min on 2 shared CPU cores)

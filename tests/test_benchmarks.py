@@ -19,6 +19,7 @@ EXPECT = {
     "cifar.py": (r"^(?:float32|bfloat16) +([\d,.]+) images/s \| +([\d.]+) ms/step", 2),
     "fused.py": (r"reference +([\d.]+) \| generic +([\d.]+) \(cpu/dev +([\d.]+)\) \| fused +([\d.]+) "
                  r"\(cpu/dev +([\d.]+)\) us/run-step \| fused/generic x([\d.]+)", 2),
+    "probe_runs.py": (r"^\| [^|]+ \| ([\d.]+) \| ([\d.]+) \| ~([\d.]+) \|$", 2),
 }
 
 
@@ -28,6 +29,7 @@ EXPECT = {
                    "--fig4-steps", "50"]),
     ("cifar.py", ["--width", "4", "--images", "512", "--epochs", "1"]),
     ("fused.py", ["--steps", "20", "--ref-steps", "5", "--runs", "4", "--repeats", "1"]),
+    ("probe_runs.py", ["--before", "HEAD", "--fig4-steps", "100", "--grid-steps", "50", "--fig5-scale", "0.01"]),
 ])
 def test_benchmark_runs(script, args):
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-write"],
