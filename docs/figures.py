@@ -32,8 +32,9 @@ PY = sys.executable
 FIG4 = ["experiment=fig4_dynamics", "seeds=4"]
 FIG5_LRS = (0.5, 1.0, 2.0, 4.0, 8.0)
 FIG5_WIDTHS = (100, 1000)
-FIG5 = ["experiment=fig5_threshold", "seeds=4", "precision=float32", "probes.ntk.every=0"]
 FIG5_STEPS = 25_000
+FIG5 = ["experiment=fig5_threshold", "seeds=4", "precision=float32", "probes.ntk.every=0",
+        "grid.lr=" + ",".join(f"{x:g}" for x in FIG5_LRS), f"train.steps='${{div:{FIG5_STEPS},${{optimizer.lr}}}}'"]
 FIG5BC = ["experiment=fig5_threshold", "schedule.A=1", "seeds=1", "precision=float32", "probes.ntk.every=0"]
 FIG3_OFF = ["grid.A=10,20,30", "grid.T=300", "seeds=10"]
 
@@ -139,47 +140,49 @@ def fig4(reuse: bool) -> None:
 def fig5(reuse: bool) -> None:
     from dlf.analysis import fig5 as f5
     from dlf.analysis.bifurcation import threshold_summary
+    from dlf.analysis.results import read_runs_csv
+    from dlf.drive.build import Run
+    from dlf.drive.grid_probes import run_file
 
     root = OUT / "fig5"
-    runs = []
-    for w in FIG5_WIDTHS:
-        for lr in FIG5_LRS:
-            runs.append(train(root / "a70" / f"w{w}_lr{lr:g}", FIG5 + [f"model.width={w}", f"optimizer.lr={lr}",
-                                                                    f"train.steps={round(FIG5_STEPS / lr)}"], reuse))
+    grids = {w: train(root / "a70" / f"w{w}", FIG5 + [f"model.width={w}"], reuse, module="dlf.phase")
+             for w in FIG5_WIDTHS}  # every eta of a width in one program
     bc = [train(root / "a1" / f"w{w}", FIG5BC + [f"model.width={w}"], reuse) for w in FIG5_WIDTHS]
-    groups, skipped = f5.fig5(root, DOCS / "fig5")
-    wall = {w: sum(r.summary["wall_s"] for r in runs if r.config.model.width == w) for w in FIG5_WIDTHS}
+    dirs = [g.path for g in grids.values()]
+    groups, skipped = f5.fig5([*dirs, root / "a1"], DOCS / "fig5")  # a1/: the A=1 runs of Fig. 5b/c
+    wall = {w: g.summary["wall_s"] for w, g in grids.items()}
     rows = [f"| {p.width} | {p.eta:g} | {ci(p.values)} | {p.mean * p.eta / 2:.3f} |"
-            for p in f5.pool(f5.collect(root)[0])]
+            for p in f5.pool([pt for d in dirs for pt in f5.collect(d)[0]])]
     fits = "\n".join(f"- {f5.describe(g)}" for g in groups)
-    per_seed = [(run.config.optimizer.lr, r["mean"]) for run in runs for r in run.summary["threshold"]["per_seed"]
-                if r["mean"] is not None]
+    runs = [(d, r) for d in dirs for r in read_runs_csv(d / "runs.csv")]
+    per_seed = [(r["optimizer.lr"], r["threshold"]) for _, r in runs if r["threshold"] is not None]
     pooled = f5.fit_power([eta for eta, _ in per_seed], [v for _, v in per_seed])
     syst = []  # the detector's onset amplitude is a choice: refit with others, from the stored F traces
     for amp in (1e-4, 1e-3, 1e-2):
         etas, vals = [], []
-        for run in runs:
-            cfg = run.config
-            z = np.load(run.path / "probes.npz")
-            t = threshold_summary(z["F"], z["probe_steps"], z["hessian_lambda_max"], cfg.schedule.T,
+        for d, r in runs:
+            cfg = grids[next(w for w, g in grids.items() if g.path == d)].config
+            z = np.load(run_file(d, Run(r["A"], r["T"], r["seed"], r["optimizer.lr"])))
+            t = threshold_summary(z["F"], z["probe_steps"], z["hessian_lambda_max"], r["T"],
                                   quiet_frac=cfg.probes["hessian"].quiet_frac, onset_amp=amp)
-            for r in t["per_seed"]:
-                if r["mean"] is not None:
-                    etas.append(cfg.optimizer.lr)
-                    vals.append(r["mean"])
+            for one in t["per_seed"]:
+                if one["mean"] is not None:
+                    etas.append(r["optimizer.lr"])
+                    vals.append(one["mean"])
         f = f5.fit_power(etas, vals)
         syst.append(f"onset_amp {amp:g}: b = {f['b']:.3f} ± {f['b_se']:.3f}, c (b = -1) = {f['c_fixed']:.3f}")
-    text = f"""`python docs/figures.py --only fig5` runs, for eta in {', '.join(f'{x:g}' for x in FIG5_LRS)} and width
-{' and '.join(map(str, FIG5_WIDTHS))}: `python -m dlf.train {' '.join(FIG5)} model.width=W optimizer.lr=eta
-train.steps=round({FIG5_STEPS}/eta)` (T = 5000/eta, five periods; {stamp([r.summary for r in runs])}), then
-`python -m dlf.fig5`. CPU cost (all five eta, 4 seeds, the 2-core CPU shared with other jobs):
-{' and '.join(f"{wall[w]:.0f} s (width {w})" for w in FIG5_WIDTHS)}.{' Skipped: ' + str(skipped) if skipped else ''}
+    text = f"""`python docs/figures.py --only fig5` runs, for width {' and '.join(map(str, FIG5_WIDTHS))}, every eta in
+one program: `python -m dlf.phase {' '.join(FIG5)} model.width=W` (T = 5000/eta, five periods, each run
+frozen at its own 25 000/eta steps; {stamp([g.summary for g in grids.values()])}), then
+`python -m dlf.fig5 <width-100 dir> <width-1000 dir>`. CPU cost (each width's command end to end, 4 seeds, the
+2-core CPU shared with other jobs): {' and '.join(f"{wall[w]:.0f} s (width {w})" for w in FIG5_WIDTHS)}.\
+{' Skipped: ' + str(skipped) if skipped else ''}
 
 | width | eta | threshold (mean over seeds ± 95% CI) | threshold / (2/eta) |
 |---|---|---|---|
 {chr(10).join(rows)}
 
-Fits (OLS of log threshold on log eta over the per-seed thresholds, one value per seed and job):
+Fits (OLS of log threshold on log eta over the per-seed thresholds, one value per seed and learning rate):
 {fits}
 - both widths together: b = {pooled['b']:.3f} ± {pooled['b_se']:.3f},
   c = {pooled['c']:.3f} [{pooled['c_lo']:.3f}, {pooled['c_hi']:.3f}]
