@@ -45,7 +45,7 @@ def test_grid_probes_equal_the_same_runs_trained_alone(tmp_path):
             assert np.isfinite(z["ntk_lambda_max"][0]).sum() == 801 // 50 + 1  # its own cadence, NaN between
             # the run's threshold: the mean over its cascades, as the lone run's summary.json has it
             ref = thr["per_seed"][k]
-            assert int(r["threshold_n"]) == ref["n"]
+            assert int(r["threshold_cascades"]) == ref["n"]
             if ref["mean"] is None:
                 assert r["threshold"] == ""
             else:

@@ -19,7 +19,7 @@ from dlf.config import FREE, Config, ConfigError, stored, to_dict
 
 METRICS = ("train_acc", "val_acc", "loss", "ce", "val_ce")
 RUNS_COLUMNS = ("A", "T", "seed", *METRICS, "diverged_step")
-PROBE_COLUMNS = ("threshold", "threshold_n")  # runs.csv of a grid with a Hessian probe: per-run threshold
+PROBE_COLUMNS = ("threshold", "threshold_cascades")  # runs.csv of a grid with a Hessian probe: per-run threshold
 # dlf.results.load's columns and dtypes, for every kind of directory (then the varying config keys)
 SCHEMA = {"path": "str", "status": "str", "A": "float64", "T": "int64", "seed": "int64",
           **{m: "float64" for m in METRICS}, "diverged_step": "int64", "diverged": "bool"}
@@ -253,7 +253,7 @@ def read_runs_csv(path: Path) -> list[dict[str, Any]]:
     """runs.csv back as rows (a column a grid of an older version did not write is None)."""
     from dlf.outputs import read_csv
 
-    rows = read_csv(path, ints=("T", "seed", "diverged_step", "threshold_n"), text_ok=True)
+    rows = read_csv(path, ints=("T", "seed", "diverged_step", "threshold_cascades"), text_ok=True)
     return [{**{k: None for k in RUNS_COLUMNS}, **r} for r in rows]
 
 

@@ -43,7 +43,7 @@ class ChunkProbes:
         """Write probes/<run>.npz of each of the chunk's `runs` (its first len(runs) runs; F and the
         probe values up to the run's own end step) and return their runs.csv threshold columns
         (threshold: the mean over the run's cascades as dlf.train's summary.json `threshold`
-        per_seed gives it, threshold_n: the number of cascades; None without a Hessian probe)."""
+        per_seed gives it, threshold_cascades: the number of cascades; None without a Hessian probe)."""
         F = np.concatenate(self.traces, axis=1) if self.traces else np.zeros((len(runs), 0))
         steps, series = report.probe_series(self.rows, F.shape[0])
         h = cfg.probes["hessian"]
@@ -54,13 +54,13 @@ class ChunkProbes:
             _write_npz(run_file(out_dir, r), F=F[j:j + 1, :end], F_steps=np.arange(end),
                        probe_steps=steps[keep], **mine)
             if "hessian_lambda_max" not in mine:
-                cols.append({"threshold": None, "threshold_n": None})
+                cols.append({"threshold": None, "threshold_cascades": None})
                 continue
             lam = mine["hessian_lambda_max"][0]
             probed = np.isfinite(series["hessian_lambda_max"]).any(axis=0)[keep]  # the steps the Hessian ran
             t = threshold(F[j, :end], steps[keep][probed], lam[probed], r.T, quiet_frac=h.quiet_frac,
                           onset_amp=h.onset_amp)
-            cols.append({"threshold": t["mean"], "threshold_n": t["n"]})
+            cols.append({"threshold": t["mean"], "threshold_cascades": t["n"]})
         return cols
 
 
