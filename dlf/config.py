@@ -10,7 +10,7 @@ from typing import Any
 
 from dlf.core.losses import LOSSES
 from dlf.core.optim import OPTIMIZERS
-from dlf.core.schedule import SHAPES
+from dlf.core.schedule import ORDERS, SHAPES
 from dlf.core.typed import INT32_MAX, build, named_groups, setting, variant
 from dlf.data import DATASETS
 from dlf.errors import ConfigError
@@ -68,8 +68,27 @@ class ScheduleConfig:
     off_last_periods: int = _f(1, low=0, doc="oscillations off for the last N periods (spiral protocol: 1)")
     off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on (wins)")
     off_from_epoch: float | None = _f(None, low=0.0, doc="oscillations off from this epoch on (epoch runs)")
-    off_align: str = _f("literal", choices=("literal", "period"),
-                        doc="off_last_periods: literal = steps - N*T; period = the last period boundary <= that")
+    off_align: str = _f("period", choices=("period", "literal"),
+                        doc="off_last_periods: period = the last period boundary <= steps - N*P (the authors' "
+                        "notebooks); literal = steps - N*P, mid-period unless P divides the steps")
+    order: str = _f("cyclic", choices=ORDERS, doc="emphasised class per period: cyclic (k = period mod C, the "
+                    "paper) | random (each cycle of C periods in its own random order) | fixed (class 0)")
+    order_seed: int = _f(0, low=0, high=INT32_MAX, doc="order=random: the seed of the class orders (the same "
+                         "for every run seed)")
+    period: str = _f("T", choices=("T", "T+1"), doc="the length P of a period in steps: T (dlf) | T+1 (the authors' "
+                     "notebook restarts its counter after t > T)")
+    target: str = _f("classes", choices=("classes", "lr"), doc="classes: Gamma weights the classes (the dynamical "
+                     "loss) | lr: the loss is the ordinary one and each step is scaled by max_i Gamma_i(t) (a control)")
+
+    @property
+    def period_extra(self) -> int:
+        """Steps a period lasts beyond T (0 or 1)."""
+        return 1 if self.period == "T+1" else 0
+
+    def program_options(self) -> dict:
+        """The static schedule options of dlf.core.engine.Program."""
+        return dict(shape=self.shape, order=self.order, order_seed=self.order_seed, period_extra=self.period_extra,
+                    target=self.target)
 
 
 @dataclass(frozen=True)
@@ -188,8 +207,9 @@ class Config:
         if s.off_from_epoch is not None:
             return round(s.off_from_epoch * self.steps_per_epoch(n_train))
         if s.off_last_periods > 0:
-            off = max(0, (self.total_steps(n_train) if steps is None else steps) - s.off_last_periods * T)
-            return off - off % T if s.off_align == "period" else off
+            P = T + s.period_extra
+            off = max(0, (self.total_steps(n_train) if steps is None else steps) - s.off_last_periods * P)
+            return off - off % P if s.off_align == "period" else off
         return None
 
     @property

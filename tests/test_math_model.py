@@ -274,3 +274,36 @@ def test_runs_with_their_own_end_step_and_lr_equal_each_run_alone(vmap_size):
             np.testing.assert_allclose(rows[-1][1]["loss"][i], one[end]["loss"][0], rtol=1e-12)
             np.testing.assert_allclose(rows[-1][1]["gamma"][i], one[end]["gamma"][0], rtol=1e-12)
         assert not np.array_equal(out.params["Dense_0"]["kernel"][0], out.params["Dense_0"]["kernel"][2])
+
+
+@pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
+def test_lr_target_oscillates_the_step_size_on_the_ordinary_loss():
+    """schedule.target=lr (a control): the loss keeps Gamma = 1 and step t is scaled by the
+    emphasised class's Gamma_k(t) of the same (A, T): k engine steps == k hand-written GD steps on
+    the plain CE with learning rate lr * max_i Gamma_i(t); the metrics report Gamma = 1."""
+    import dataclasses
+
+    with jax.enable_x64(True):
+        model, tx, prog, data = _problem()
+        prog = dataclasses.replace(prog, target="lr")
+        A, T, lr, k = 7.0, 6, 0.5, 13
+        states = init_states(model, tx, [3], data.x_train)
+        hp = Hyper(jnp.float64(A), jnp.int32(T), jnp.int32(NEVER))
+        params = jax.tree.map(lambda x: np.asarray(x[0]), states.params)
+
+        def ce(p):
+            z = model.apply({"params": p}, data.x_train)
+            logp = z - jax.scipy.special.logsumexp(z, axis=1, keepdims=True)
+            return jnp.mean(-logp[jnp.arange(60), data.y_train])
+
+        for t in range(k):
+            tT, m = t % T, 2 * (A - 1) / T
+            g_raw = 1 + m * tT if 2 * tT <= T else 2 * A - 1 - m * tT
+            factor = 3 * g_raw / (g_raw + 2)
+            params = jax.tree.map(lambda p, d: p - lr * factor * d, params, jax.grad(ce)(params))
+        rows = []
+        out, _ = fit(prog, states, hp, data, k, k, lambda s, m: rows.append(m))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a)[0], b, rtol=1e-12, atol=1e-14),
+                     out.params, params)
+        np.testing.assert_array_equal(rows[-1]["gamma"], 1.0)
+        assert rows[-1]["loss"][0] == pytest.approx(rows[-1]["ce"][0], rel=1e-14)

@@ -114,3 +114,50 @@ def test_one_program_serves_every_A_T():
             got = np.asarray(f(jnp.int32(t), jnp.float32(A), jnp.int32(T), jnp.int32(NEVER)))
             np.testing.assert_allclose(got, hand_gamma(t, A, T, 3), rtol=2e-6)
     assert len(traces) == 1
+
+
+# --- the controls and readings of issue 23: random and fixed class order, constant shape, T+1 periods
+
+def test_random_order_visits_every_class_once_per_cycle_and_keeps_the_profile():
+    """order=random: each cycle of C periods is a permutation of the classes, the orders differ
+    between cycles and seeds and repeat for one seed; the emphasised class's weight over time (the
+    profile) is the cyclic one's, only which class gets it changes."""
+    A, T, C = 10.0, 20, 4
+    t = np.arange(0, 40 * C * T)
+    cyc = np.asarray(gamma(t, A, T, C))
+    rnd = np.asarray(gamma(t, A, T, C, order="random", order_seed=3))
+    np.testing.assert_allclose(np.sort(rnd, axis=1), np.sort(cyc, axis=1), rtol=1e-6)
+    k = np.argmax(rnd[T // 2::T], axis=1).reshape(40, C)  # the emphasised class at each period's peak
+    assert all(sorted(row) == list(range(C)) for row in k)
+    assert len({tuple(row) for row in k}) > 5  # many orders over 40 cycles (24 possible)
+    again = np.asarray(gamma(t, A, T, C, order="random", order_seed=3))
+    other = np.asarray(gamma(t, A, T, C, order="random", order_seed=4))
+    np.testing.assert_array_equal(rnd, again)
+    assert not np.array_equal(np.argmax(other[T // 2::T], axis=1), k.ravel())
+
+
+def test_fixed_order_with_constant_shape_is_a_static_nonuniform_weighting():
+    A, T, C, off = 7.0, 30, 3, 500
+    g = np.asarray(gamma(np.arange(600), A, T, C, "constant", off, order="fixed"))
+    want = np.array([C * A, C, C]) / (A + C - 1)
+    np.testing.assert_allclose(g[:off], np.broadcast_to(want, (off, C)), rtol=1e-6)
+    np.testing.assert_array_equal(g[off:], 1.0)
+    # the fixed order with the triangle: class 0 always emphasised, with the triangle's profile
+    tri = np.asarray(gamma(np.arange(600), A, T, C, order="fixed"))
+    assert np.all(np.argmax(tri, axis=1)[np.arange(600) % T != 0] == 0)
+    np.testing.assert_allclose(tri[:, 0], np.max(np.asarray(gamma(np.arange(600), A, T, C)), axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("A,T,C", [(70.0, 100, 3), (2.5, 8, 10), (5.0, 7, 2)])
+def test_notebook_period_lasts_T_plus_1_steps(A, T, C):
+    """period_extra=1 (schedule.period=T+1): the authors' counter runs 0..T, so the profile g(c)
+    of c = t mod (T+1) is the triangle of period T and the class changes every T+1 steps."""
+    t = np.arange(0, 4 * C * (T + 1))
+    got = np.asarray(gamma(t, A, T, C, dtype=jnp.float32, period_extra=1))
+    m = 2 * (A - 1) / T
+    for s in t[:: max(1, len(t) // 200)]:
+        c, k = s % (T + 1), (s // (T + 1)) % C
+        g = 1 + m * c if 2 * c <= T else 2 * A - 1 - m * c
+        G = [g if i == k else 1.0 for i in range(C)]
+        np.testing.assert_allclose(got[s], [C * x / sum(G) for x in G], rtol=2e-6)
+    assert not np.allclose(got, np.asarray(gamma(t, A, T, C)))

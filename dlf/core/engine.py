@@ -74,6 +74,12 @@ class Program:
     loss: Callable  # (logits_BxC, labels_B, gamma_C) -> (F, ce)
     num_classes: int
     shape: str = "triangle"
+    order: str = "cyclic"  # the emphasised class per period (dlf.core.schedule.emphasised)
+    order_seed: int = 0
+    period_extra: int = 0  # a period lasts T + period_extra steps (1: the authors' notebook)
+    # classes: Gamma weights the classes (the dynamical loss); lr: the loss stays the ordinary one
+    # and the updates are scaled by the emphasised class's Gamma_k(t) instead (a control)
+    target: str = "classes"
     batch_size: int | None = None
     steps_per_epoch: int = 1
     eval_batch: int = 1000
@@ -88,8 +94,16 @@ class Program:
     # never vectorise fewer runs together than this (dlf.core.fused: 2; Compiled pads with copies)
     group_min: int = 1
 
+    def schedule(self, step, hp: Hyper, dtype=jnp.float32):
+        """Gamma_i(t) of the schedule, whatever it is applied to."""
+        return gamma(step, hp.A, hp.T, self.num_classes, self.shape, hp.off_step, dtype, self.order,
+                     self.order_seed, self.period_extra)
+
     def gamma(self, step, hp: Hyper, dtype=jnp.float32):
-        return gamma(step, hp.A, hp.T, self.num_classes, self.shape, hp.off_step, dtype)
+        """The loss's class weights at `step`: the schedule, or 1 when it drives the learning rate."""
+        if self.target == "lr":
+            return jnp.ones(jnp.shape(step) + (self.num_classes,), dtype)
+        return self.schedule(step, hp, dtype)
 
     def inputs(self, x, data: Data):
         """Model inputs: uint8 images standardised per channel; anything else as it is."""
@@ -129,6 +143,9 @@ class Program:
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         if hp.lr is not None:  # (-g * 1) * lr: bit for bit the -g * lr of a transformation built with lr
             updates = jax.tree.map(lambda u: u * jnp.asarray(hp.lr, u.dtype), updates)
+        if self.target == "lr":  # the emphasised class's weight, max_i Gamma_i(t), as a step-size factor
+            factor = jnp.max(self.schedule(state.step, hp, self.loss_dtype(data)))
+            updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
         running = jnp.asarray(True) if hp.end_step is None else state.step < hp.end_step
         alive = (state.diverged_step < 0) & running

@@ -136,7 +136,7 @@ def program_of(cfg: Config, model: models.Adapter, n_train: int, y_train: np.nda
     spe, total = cfg.steps_per_epoch(n_train), cfg.total_steps(n_train)
     program = Program(apply=model.apply, tx=optim.build(cfg.optimizer, spe, total), loss=LOSSES[cfg.loss],
                       num_classes=C, probes=probes, probe_slots=slots, trace_loss=bool(probes),
-                      shape=cfg.schedule.shape, batch_size=cfg.train.batch_size, steps_per_epoch=spe,
+                      **cfg.schedule.program_options(), batch_size=cfg.train.batch_size, steps_per_epoch=spe,
                       eval_batch=cfg.train.eval_batch_size,
                       compute_dtype=models.COMPUTE_DTYPES[cfg.precision] if model.spec.inputs == "image" else None)
     if use_fused(cfg, jax.default_backend()):

@@ -13,7 +13,6 @@ import numpy as np
 from dlf import outputs
 from dlf.config import Config
 from dlf.core.engine import Compiled, Timing
-from dlf.core.schedule import gamma
 from dlf.drive import report
 from dlf.drive.progress import Progress, slow_notice, warn_if_slow
 from dlf.drive.session import Session, soft
@@ -177,9 +176,8 @@ def _train(s: Session, group: str | None) -> dict[str, Any]:
         progress.close()
     diverged_step = np.asarray(jax.device_get(states.diverged_step))
     # Gamma_i(t) of every step, for the figures: one compiled call (op by op it compiles each primitive)
-    gamma_of = jax.jit(lambda t, A, T, off: gamma(t, A, T, cfg.dataset.classes, cfg.schedule.shape, off,
-                                                  b.program.loss_dtype(b.data)))
-    gamma_dense = np.asarray(gamma_of(jnp.arange(steps + 1), b.hp.A, b.hp.T, b.hp.off_step))
+    gamma_of = jax.jit(lambda t, hp: b.program.schedule(t, hp, b.program.loss_dtype(b.data)))
+    gamma_dense = np.asarray(gamma_of(jnp.arange(steps + 1), b.hp))
     writer.close()
     if probe_writer:
         probe_writer.close()
