@@ -8,7 +8,8 @@ from typing import Any
 
 from dlf.core.registry import Registry, lazy
 from dlf.core.typed import setting
-from dlf.data.spiral import Split, spiral  # noqa: F401
+from dlf.data.spiral import VAL_RADII, Split, spiral  # noqa: F401
+from dlf.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,16 @@ class SpiralConfig:
     turns: float = setting(2.0, gt=0.0, doc="angle 2*pi*j/C + 2*pi*turns*r")
     train_seed: int = setting(0, low=0, doc="numpy seed of the training noise (authors' set: 0)")
     val_seed: int = setting(1, low=0, doc="numpy seed of the validation radii and noise")
+    val_radii: str = setting("uniform", choices=VAL_RADII,
+                             doc="validation radii per arm: uniform, r ~ U(0, 1) sorted (val_seed); "
+                                 "between, the per_class-1 midpoints of consecutive training radii")
+    val_noise: float | None = setting(None, low=0.0, doc="std of the validation set's angle noise (radians); "
+                                      "null: dataset.noise (the training set always uses dataset.noise)")
+
+    def __post_init__(self):
+        if self.val_radii == "between" and self.per_class < 2:
+            raise ConfigError(f"dataset.per_class={self.per_class} is not allowed with dataset.val_radii=between; "
+                              "expected >= 2 (the validation set has per_class-1 points per arm)")
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,8 @@ class Cifar10Config:
 
 
 def _spiral(cfg) -> tuple[Split, Split]:
-    return spiral(cfg.classes, cfg.per_class, cfg.noise, cfg.turns, cfg.train_seed, cfg.val_seed)
+    return spiral(cfg.classes, cfg.per_class, cfg.noise, cfg.turns, cfg.train_seed, cfg.val_seed, cfg.val_radii,
+                  cfg.val_noise)
 
 
 DATASETS.register("spiral", DatasetSpec(_spiral), config=SpiralConfig)

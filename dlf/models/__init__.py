@@ -54,6 +54,10 @@ class MLPConfig:
     init: str = setting("lecun", choices=("lecun", "glorot"),
                         doc="lecun: W ~ N(0, 1/fan_in), b = 0; glorot: glorot-normal W, b ~ N(0, 0.01^2)")
     activation: str = setting("relu", choices=("relu", "tanh"), doc="hidden-layer nonlinearity")
+    parameterization: str = setting("standard", choices=("standard", "ntk"),
+                                    doc="standard: W drawn by `init`; ntk: W stored at unit variance and multiplied "
+                                        "in the forward pass by init's std (lecun 1/sqrt(fan_in), glorot "
+                                        "sqrt(2/(fan_in+fan_out))), biases as init, unscaled")
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,10 @@ class WRNConfig:
             raise ConfigError(f"model.depth={self.depth} is not allowed; expected 6n+4 (10, 16, 22, 28, ...)")
 
 
-# the fused step (dlf.core.fused) computes one hidden ReLU layer of any width, whatever the init
-MLP_FUSED = FusedSupport(fields={"name": None, "width": None, "init": None, "activation": ("relu",)},
+# the fused step (dlf.core.fused) computes one hidden ReLU layer of any width, whatever the init, in
+# the standard parameterisation (ntk runs go to the generic step)
+MLP_FUSED = FusedSupport(fields={"name": None, "width": None, "init": None, "activation": ("relu",),
+                                 "parameterization": ("standard",)},
                          arrays=lazy("dlf.models.mlp:fused_arrays"), tree=lazy("dlf.models.mlp:fused_tree"))
 MODELS.register("mlp", ModelSpec(lazy("dlf.models.mlp:build"), describe=lambda c: f"width {c.width}", fused=MLP_FUSED),
                 config=MLPConfig)
