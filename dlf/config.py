@@ -290,8 +290,10 @@ def _check_new_run(cfg: Config) -> Config:
         shown = never[0] if key == "schedule.T" else list(never)
         raise ConfigError(f"{key}={shown} with train.steps={t.steps} and schedule.off_last_periods="
                           f"{s.off_last_periods} is not allowed: the dynamical loss would never switch on "
-                          f"(the oscillations are off from step 0); expected train.steps > "
-                          f"{s.off_last_periods} * T, or schedule.off_last_periods=0")
+                          f"(the oscillations are off from step 0); expected train.steps "
+                          + (f">= {s.off_last_periods + 1} * P" if s.off_align == "period" else
+                             f"> {s.off_last_periods} * P") + f" (P = {s.period}, the period length), "
+                          "or schedule.off_last_periods=0")
     return cfg
 
 
