@@ -1,0 +1,105 @@
+"""The paper's open questions as studies (issue 23): rerun them and rewrite docs/studies.md.
+
+`make studies` (or `python docs/studies.py [--only fig3,valset,width,init,controls,threshold] [--reuse]
+[--runs-only]`). Every study is one or more `python -m dlf.phase` commands (listed in RUNS, run in
+subprocesses under outputs/studies/); its figure goes to docs/studies/, and its text replaces the
+block between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` in docs/studies.md: the command,
+a table of paired differences against the baseline (95% intervals, n, the number of comparisons in
+the family and Holm-adjusted p), the cost on the machine that ran it and the commit of the runs.
+--reuse keeps runs whose summary.json says ok (their commit is what the text names).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures as fig  # noqa: E402  (docs/figures.py: train, replace_block, stamp, git)
+
+OUT = fig.OUT.parent / "studies"
+DOCS = fig.DOCS
+MD = DOCS / "studies.md"
+PNG = DOCS / "studies"
+
+NARROW, WIDE = "experiment=fig3_spiral_narrow", "experiment=fig3_spiral_wide"
+PAPER_A, PAPER_T = "grid.A=1,5,10,20,30,50,70", "grid.T=50,100,200,300,500,1000"
+# [decision, fixed before the runs] the harder validation set of study b: angle noise 0.5 (2.5x the
+# training noise), so that where the boundary sits between two arms matters; the radii as dlf's
+HARD_VAL = "dataset.val_noise=0.5"
+WIDTHS = (25, 50, 100, 200, 400, 1000)
+CELLS = ["grid.A=1,10,20", "grid.T=100"]  # A=1 against two points of the paper's good region (both widths)
+INITS = {"lecun": ["model.init=lecun"], "glorot": ["model.init=glorot"],
+         "ntk": ["model.init=lecun", "model.parameterization=ntk"]}
+CONTROL_CELLS = ["grid.A=10,20", "grid.T=100,300"]
+CONTROLS = {  # each against the triangle at the same (A, T); the triangle run also holds A=1
+    "triangle": ["grid.A=1,10,20", "grid.T=100,300"],
+    "lr oscillation (schedule.target=lr)": ["schedule.target=lr", *CONTROL_CELLS],
+    "static tilt (shape=constant, order=fixed)": ["schedule.shape=constant", "schedule.order=fixed", *CONTROL_CELLS],
+    "random class order (order=random)": ["schedule.order=random", *CONTROL_CELLS],
+    "cosine": ["schedule.shape=cosine", *CONTROL_CELLS],
+    "square": ["schedule.shape=square", *CONTROL_CELLS],
+}
+LRS_PAPER, LRS_HELD = (0.5, 1.0, 2.0, 4.0, 8.0), (0.7, 1.5, 3.0, 6.0)
+THR_WIDTHS = (50, 100, 300)  # 100: the paper's; 50 and 300 held out
+THRESHOLD = ["experiment=fig5_threshold", "seeds=4", "probes.ntk.every=0",
+             "grid.lr=" + ",".join(f"{x:g}" for x in sorted(LRS_PAPER + LRS_HELD))]
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.split(" (")[0]).strip("_")
+
+
+RUNS: dict[str, dict[str, list[str]]] = {
+    "fig3": {"narrow": [NARROW, PAPER_A, PAPER_T, "seeds=50"], "wide": [WIDE, PAPER_A, PAPER_T, "seeds=16"]},
+    "valset": {"wide_hard": [WIDE, "grid.A=1,5,10,20,30", "grid.T=100,300,700", "seeds=16", HARD_VAL]},
+    "width": {f"w{w}": [NARROW, *CELLS, "seeds=32", f"model.width={w}"] for w in WIDTHS},
+    "init": {k: [NARROW, *CELLS, "seeds=50", *v] for k, v in INITS.items()},
+    "controls": {slug(k): [NARROW, "seeds=50", *v] for k, v in CONTROLS.items()},
+    "threshold": {f"w{w}": [*THRESHOLD, f"model.width={w}"] for w in THR_WIDTHS},
+}
+
+
+def run(study: str, name: str, reuse: bool):
+    """One phase directory of a study (trained unless reused), read back by dlf.results."""
+    t0 = time.perf_counter()
+    r = fig.train(OUT / study / name, RUNS[study][name], reuse, module="dlf.phase")
+    wall = OUT / study / name / "wall_s.txt"
+    if time.perf_counter() - t0 > 5 or not wall.exists():
+        wall.write_text(f"{time.perf_counter() - t0:.0f}")
+    return r
+
+
+def wall_of(study: str, name: str) -> float:
+    return float((OUT / study / name / "wall_s.txt").read_text())
+
+
+def command(study: str, name: str) -> str:
+    return "python -m dlf.phase " + " ".join(RUNS[study][name])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default=",".join(RUNS), help=f"comma-separated studies of {', '.join(RUNS)}")
+    ap.add_argument("--reuse", action="store_true", help="keep runs that have finished")
+    ap.add_argument("--runs-only", action="store_true", help="train, do not rewrite docs/studies.md")
+    args = ap.parse_args(argv)
+    if fig.git("status", "--porcelain", "--untracked-files=no"):
+        print("studies: warning: the work tree has uncommitted changes; the stamped commit is HEAD")
+    PNG.mkdir(exist_ok=True)
+    for study in args.only.split(","):
+        if study not in RUNS:
+            raise SystemExit(f"studies: --only {study} is not a study; expected one of: {', '.join(RUNS)}")
+        t0 = time.perf_counter()
+        runs = {name: run(study, name, args.reuse) for name in RUNS[study]}
+        if not args.runs_only:
+            from studies_report import PARTS  # the analyses (docs/studies_report.py)
+
+            PARTS[study](runs)
+        print(f"studies: {study} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
