@@ -68,9 +68,9 @@ class ScheduleConfig:
     off_last_periods: int = _f(1, low=0, doc="oscillations off for the last N periods (spiral protocol: 1)")
     off_from_step: int | None = _f(None, low=0, doc="oscillations off from this step on (wins)")
     off_from_epoch: float | None = _f(None, low=0.0, doc="oscillations off from this epoch on (epoch runs)")
-    off_align: str = _f("period", choices=("period", "literal"),
-                        doc="off_last_periods: period = the last period boundary <= steps - N*P (the authors' "
-                        "notebooks); literal = steps - N*P, mid-period unless P divides the steps")
+    off_align: str = _f("notebook", choices=("notebook", "period", "literal"),
+                        doc="off_last_periods: notebook = the first period boundary >= steps - N*P (the authors' "
+                        "notebooks); period = the last boundary <= that; literal = steps - N*P itself")
     order: str = _f("cyclic", choices=ORDERS, doc="emphasised class per period: cyclic (k = period mod C, the "
                     "paper) | random (each cycle of C periods in its own random order) | fixed (class 0)")
     order_seed: int = _f(0, low=0, high=INT32_MAX, doc="order=random: the seed of the class orders (the same "
@@ -209,6 +209,8 @@ class Config:
         if s.off_last_periods > 0:
             P = T + s.period_extra
             off = max(0, (self.total_steps(n_train) if steps is None else steps) - s.off_last_periods * P)
+            if s.off_align == "notebook":
+                return -(-off // P) * P
             return off - off % P if s.off_align == "period" else off
         return None
 

@@ -75,7 +75,8 @@ def test_bad_input_through_the_cli_is_one_line(tmp_path, overrides, message):
      "is not allowed: the dynamical loss would never switch on"),
     (["schedule.T=300", "train.steps=500", "schedule.off_last_periods=2"], "schedule.T=300 with train.steps=500"),
     (["schedule.off_from_step=0"], "schedule.off_from_step=0 is not allowed with A > 1"),
-    (["schedule.T=1000", "train.steps=1999"], "expected train.steps >= 2 * P (P = T, the period length)"),
+    (["schedule.T=1000", "train.steps=1999", "schedule.off_align=period"],
+     "expected train.steps >= 2 * P (P = T, the period length)"),
     (["schedule.T=1000", "train.steps=1000", "schedule.off_align=literal"], "expected train.steps > 1 * P"),
 ])
 def test_a_dynamical_loss_that_never_switches_on_is_refused(overrides, message):
@@ -87,8 +88,8 @@ def test_a_dynamical_loss_that_never_switches_on_is_refused(overrides, message):
 
 
 def test_the_same_period_is_fine_when_the_loss_oscillates_or_is_honestly_a_1():
-    for fine in (["schedule.A=1"], ["schedule=static"], ["schedule.off_last_periods=0"], ["train.steps=2000"],
-                 ["train.steps=1001", "schedule.off_align=literal"], ["train.steps=2000", "grid.T=[100,1000]"]):
+    for fine in (["schedule.A=1"], ["schedule=static"], ["schedule.off_last_periods=0"], ["train.steps=1001"],
+                 ["train.steps=2000", "schedule.off_align=period"], ["train.steps=1001", "grid.T=[100,1000]"]):
         assert _validate("schedule.T=1000", "train.steps=1000", *fine).schedule.T == 1000
 
 

@@ -187,19 +187,22 @@ def test_bugs_are_not_turned_into_user_errors():
     assert keys_of("schedule.A") is None and keys_of("nope") is None
 
 
-@pytest.mark.parametrize("T, literal, period", [(300, 34700, 34500), (100, 34900, 34900), (7000, 28000, 28000)])
-def test_off_align_period_ends_at_a_period_boundary(T, literal, period):
-    """The default follows the authors' notebooks (a period boundary); the literal reading is an option."""
+@pytest.mark.parametrize("T, literal, period, notebook", [(300, 34700, 34500, 34800), (100, 34900, 34900, 34900),
+                                                         (7000, 28000, 28000, 28000), (333, 34667, 34632, 34965)])
+def test_off_align_readings_of_the_last_period(T, literal, period, notebook):
+    """The default follows the authors' notebooks: off at the first period boundary at or after
+    steps - T; the last boundary before it (period) and steps - T itself (literal) are options."""
     cfg = compose_cfg([f"schedule.T={T}"])
-    assert cfg.schedule.off_align == "period" and cfg.off_step == period
-    assert period % T == 0 and 35000 - period >= T
+    assert cfg.schedule.off_align == "notebook" and cfg.off_step == notebook
+    assert notebook % T == 0 and 0 < 35000 - notebook <= T
+    assert compose_cfg([f"schedule.T={T}", "schedule.off_align=period"]).off_step == period
     assert compose_cfg([f"schedule.T={T}", "schedule.off_align=literal"]).off_step == literal
 
 
-@pytest.mark.parametrize("T, align, off", [(300, "period", 34615), (300, "literal", 34699), (100, "period", 34845),
-                                           (100, "literal", 34899)])
+@pytest.mark.parametrize("T, align, off", [(300, "period", 34615), (300, "literal", 34699), (300, "notebook", 34916),
+                                           (100, "period", 34845), (100, "literal", 34899), (100, "notebook", 34946)])
 def test_notebook_period_of_T_plus_1_steps_moves_the_switch_off(T, align, off):
-    """schedule.period=T+1: periods last T+1 steps, so the last one starts at a multiple of T+1."""
+    """schedule.period=T+1: periods last T+1 steps, so the boundaries are multiples of T+1."""
     cfg = compose_cfg([f"schedule.T={T}", "schedule.period=T+1", f"schedule.off_align={align}"])
     assert cfg.off_step == off and (align == "literal" or off % (T + 1) == 0)
 
@@ -270,7 +273,7 @@ def test_per_period_values_are_methods_of_the_config():
     cfg = compose_cfg(["train.steps=1000", "schedule.A=1"])  # A=1: T >= steps is allowed (nothing to switch on)
     for T in (7, 100, 300, 999, 2000):
         again = config_lib.replace(cfg, schedule=dict(T=T))
-        assert cfg.off_step_for(None, T) == again.off_step == max(0, 1000 - T) // T * T
+        assert cfg.off_step_for(None, T) == again.off_step == -(-max(0, 1000 - T) // T) * T
         literal = config_lib.replace(cfg, schedule=dict(off_align="literal"))
         assert literal.off_step_for(None, T) == config_lib.replace(literal, schedule=dict(T=T)).off_step \
             == max(0, 1000 - T)

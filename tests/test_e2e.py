@@ -24,7 +24,7 @@ def test_run_writes_config_metrics_summary_figure(tmp_path):
     # resolved config, Hydra's own copy, and the run log
     cfg = yaml.safe_load((d / "config.yaml").read_text())
     assert cfg["schedule"] == {"shape": "triangle", "A": 10, "T": 40, "off_last_periods": 1,
-                               "off_from_step": None, "off_from_epoch": None, "off_align": "period",
+                               "off_from_step": None, "off_from_epoch": None, "off_align": "notebook",
                                "order": "cyclic", "order_seed": 0, "period": "T", "target": "classes"}
     assert (d / ".hydra" / "overrides.yaml").exists() and (d / "train.log").exists()
     # one row per log point: 0, 100, 200 and the remainder chunk's end 250
