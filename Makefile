@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 PIP_EDITABLE := -m pip install --quiet --config-settings editable_mode=compat -e
 
-.PHONY: run test test-fast lint bench docs figures clean
+.PHONY: run test test-fast lint bench docs figures studies clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench: $(VENV)/.dev  ## engine, grid, cache, probe, probe-run and CIFAR benchmar
 
 figures: $(VENV)/.dev  ## rerun Fig. 4, Fig. 5a-c and the Fig. 3 T=300 switch-off runs; rewrite their numbers in docs/ (~40 min on 2 shared CPU cores)
 	$(PY) docs/figures.py $(ARGS)
+
+studies: $(VENV)/.dev  ## the paper's open questions (docs/studies.md): Fig. 3 at 50/16 seeds, validation sets, widths, inits, controls, threshold (~1 h on 2 CPU cores)
+	$(PY) docs/studies.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -96,7 +96,8 @@ def main(argv=None) -> int:
         if not args.runs_only:
             from studies_report import PARTS  # the analyses (docs/studies_report.py)
 
-            PARTS[study](runs)
+            answer = PARTS[study](runs)
+            fig.replace_block(fig.ROOT / "README.md", f"find_{study}", f"- {answer} ([{study}](docs/studies.md))")
         print(f"studies: {study} done in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0
 
