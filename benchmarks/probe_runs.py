@@ -63,7 +63,8 @@ def fig4(before: str, steps: int, work: Path) -> dict:
         out = {}
         for label, tree in (("before", old), ("after", ROOT)):
             run_dir = work / f"fig4_{label}"
-            wall = timed(["dlf.train", "experiment=fig4_dynamics", f"train.steps={steps}", "compile_cache=null",
+            short = [] if steps >= 70_000 else ["schedule.off_last_periods=0"]  # T=5000: the switch-off needs > T steps
+            wall = timed(["dlf.train", "experiment=fig4_dynamics", f"train.steps={steps}", "compile_cache=null", *short,
                           f"hydra.run.dir={run_dir}"], tree, work)
             s = summary(run_dir / "summary.json")
             out[label] = {"wall_s": wall, "compile_s": s["compile_s"], "train_s": s["train_s"],

@@ -10,6 +10,7 @@ from typing import Any
 
 from dlf.core.losses import LOSSES
 from dlf.core.optim import OPTIMIZERS
+from dlf.core.registry import import_plugins
 from dlf.core.schedule import ORDERS, SHAPES
 from dlf.core.typed import INT32_MAX, build, named_groups, setting, variant
 from dlf.data import DATASETS
@@ -81,8 +82,7 @@ class ScheduleConfig:
                      "loss) | lr: the loss is the ordinary one and each step is scaled by max_i Gamma_i(t) (a control)")
 
     @property
-    def period_extra(self) -> int:
-        """Steps a period lasts beyond T (0 or 1)."""
+    def period_extra(self) -> int:  # steps a period lasts beyond T
         return 1 if self.period == "T+1" else 0
 
     def program_options(self) -> dict:
@@ -297,29 +297,6 @@ def _check_new_run(cfg: Config) -> Config:
                              f"> {s.off_last_periods} * P") + f" (P = {s.period}, the period length), "
                           "or schedule.off_last_periods=0")
     return cfg
-
-
-def import_plugins(modules: Any) -> None:
-    """Import the `plugins` modules (they register models, losses, probes, ... on import)."""
-    import importlib
-
-    if modules is None:
-        return
-    if isinstance(modules, str) or not isinstance(modules, (list, tuple)):
-        raise ConfigError(f"plugins={modules!r} is not allowed; expected a list of module names")
-    for m in modules:
-        if not isinstance(m, str) or not m.strip():
-            raise ConfigError(f"plugins: {m!r} is not allowed; expected a module name (e.g. plugins=[my_models])")
-        try:
-            importlib.import_module(m)
-        except ImportError as e:
-            raise ConfigError(f"plugins: cannot import {m!r} ({e}); expected an importable module "
-                              "(on PYTHONPATH)") from None
-        from dlf.core.registry import REGISTERING_MODULES
-
-        if not any(n == m or n.startswith(m + ".") for n in REGISTERING_MODULES):
-            raise ConfigError(f"plugins: {m!r} registered nothing; expected a module that registers a model, loss, "
-                              "schedule shape, optimizer, dataset or probe when imported (e.g. MODELS.register)")
 
 
 def _built(data: Any, plugins: bool) -> Config:

@@ -74,12 +74,10 @@ class Program:
     loss: Callable  # (logits_BxC, labels_B, gamma_C) -> (F, ce)
     num_classes: int
     shape: str = "triangle"
-    order: str = "cyclic"  # the emphasised class per period (dlf.core.schedule.emphasised)
+    order: str = "cyclic"  # schedule options (dlf.core.schedule.gamma; in the config: schedule.*)
     order_seed: int = 0
-    period_extra: int = 0  # a period lasts T + period_extra steps (1: the authors' notebook)
-    # classes: Gamma weights the classes (the dynamical loss); lr: the loss stays the ordinary one
-    # and the updates are scaled by the emphasised class's Gamma_k(t) instead (a control)
-    target: str = "classes"
+    period_extra: int = 0
+    target: str = "classes"  # classes: Gamma weights the loss; lr: max_i Gamma_i(t) scales the step (a control)
     batch_size: int | None = None
     steps_per_epoch: int = 1
     eval_batch: int = 1000
@@ -101,9 +99,8 @@ class Program:
 
     def gamma(self, step, hp: Hyper, dtype=jnp.float32):
         """The loss's class weights at `step`: the schedule, or 1 when it drives the learning rate."""
-        if self.target == "lr":
-            return jnp.ones(jnp.shape(step) + (self.num_classes,), dtype)
-        return self.schedule(step, hp, dtype)
+        g = self.schedule(step, hp, dtype)
+        return jnp.ones_like(g) if self.target == "lr" else g
 
     def inputs(self, x, data: Data):
         """Model inputs: uint8 images standardised per channel; anything else as it is."""
@@ -178,16 +175,9 @@ class Program:
         F, ce = self.loss(logits, data.y_train, g)
         val_logits = self._predict(state, data.x_val, data)
         _, val_ce = self.loss(val_logits, data.y_val, jnp.ones_like(g))
-        out = dict(
-            loss=F,
-            ce=ce,
-            train_acc=jnp.mean(jnp.argmax(logits, -1) == data.y_train),
-            val_acc=jnp.mean(jnp.argmax(val_logits, -1) == data.y_val),
-            val_ce=val_ce,
-            gamma=g,
-            diverged_step=state.diverged_step,
-        )
-        return out
+        return dict(loss=F, ce=ce, train_acc=jnp.mean(jnp.argmax(logits, -1) == data.y_train),
+                    val_acc=jnp.mean(jnp.argmax(val_logits, -1) == data.y_val), val_ce=val_ce, gamma=g,
+                    diverged_step=state.diverged_step)
 
     def outputs(self, state: TrainState, hp: Hyper, data: Data, what: tuple[str, ...]) -> dict[str, jax.Array]:
         """What is due at a chunk end: the metrics ("metrics" in what) and the values of the probes

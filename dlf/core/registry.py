@@ -83,3 +83,24 @@ def lazy(path: str) -> Callable[..., Any]:
         return getattr(importlib.import_module(module), attr)(*args, **kwargs)
     call.__qualname__ = path
     return call
+
+
+def import_plugins(modules: Any) -> None:
+    """Import the `plugins` modules (they register models, losses, probes, ... on import)."""
+    import importlib
+
+    if modules is None:
+        return
+    if isinstance(modules, str) or not isinstance(modules, (list, tuple)):
+        raise ConfigError(f"plugins={modules!r} is not allowed; expected a list of module names")
+    for m in modules:
+        if not isinstance(m, str) or not m.strip():
+            raise ConfigError(f"plugins: {m!r} is not allowed; expected a module name (e.g. plugins=[my_models])")
+        try:
+            importlib.import_module(m)
+        except ImportError as e:
+            raise ConfigError(f"plugins: cannot import {m!r} ({e}); expected an importable module "
+                              "(on PYTHONPATH)") from None
+        if not any(n == m or n.startswith(m + ".") for n in REGISTERING_MODULES):
+            raise ConfigError(f"plugins: {m!r} registered nothing; expected a module that registers a model, loss, "
+                              "schedule shape, optimizer, dataset or probe when imported (e.g. MODELS.register)")
