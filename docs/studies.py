@@ -61,6 +61,16 @@ RUNS: dict[str, dict[str, list[str]]] = {
 }
 
 
+TITLES = {"fig3": "Fig. 3 at the paper's seed count.", "valset": "The wide network's generalisation.",
+          "width": "Under- to over-parameterised.", "init": "Initialisation.",
+          "controls": "Class emphasis or step-size kicks?", "threshold": "The curvature threshold, detector fixed."}
+ANCHORS = {"fig3": "a-fig-3-at-the-papers-seed-count",
+           "valset": "b-does-the-dynamical-loss-improve-the-wide-networks-generalisation",
+           "width": "c-where-under-parameterised-turns-over-parameterised", "init": "d-initialisation",
+           "controls": "e-controls-class-emphasis-or-step-size-kicks",
+           "threshold": "f-the-curvature-threshold-with-the-detector-fixed-in-advance"}
+
+
 def run(study: str, name: str, reuse: bool):
     """One phase directory of a study (trained unless reused), read back by dlf.results."""
     t0 = time.perf_counter()
@@ -97,7 +107,8 @@ def main(argv=None) -> int:
             from studies_report import PARTS  # the analyses (docs/studies_report.py)
 
             answer = PARTS[study](runs)
-            fig.replace_block(fig.ROOT / "README.md", f"find_{study}", f"- {answer} ([{study}](docs/studies.md))")
+            fig.replace_block(fig.ROOT / "README.md", f"find_{study}",
+                              f"- **{TITLES[study]}** {answer} ([details](docs/studies.md#{ANCHORS[study]}))")
         print(f"studies: {study} done in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0
 

@@ -262,7 +262,10 @@ def width(runs: dict) -> None:
         a2.errorbar(params, d, yerr=[d - [e["lo"] for e in es], [e["hi"] for e in es] - d], fmt="o-", capsize=3,
                     label=f"A={c[0]:g}, T={c[1]}")
     a2.axhline(0, color="k", lw=0.8)
-    a2.set_xscale("log")
+    for ax in (a1, a2):
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(params, [f"{p}\nw{w}" for p, w in zip(params, S.WIDTHS)], fontsize=8)
     a2.set_xlabel("parameters")
     a2.set_ylabel("val acc - A=1 (paired, 95% CI)")
     a2.legend(fontsize=8)
@@ -270,10 +273,9 @@ def width(runs: dict) -> None:
     f.savefig(S.PNG / "width.png", dpi=110)
     plt.close(f)
     f1, fc = frac[(1.0, 100)], frac[cells[0]]
-    answer = (f"A=1 fits the training set in {f1[0][0]:.0%} of seeds at width {S.WIDTHS[0]} and {f1[-1][0]:.0%} at "
-              f"{S.WIDTHS[-1]} (A=10, T=100: {fc[0][0]:.0%} and {fc[-1][0]:.0%}); the validation gain of A=10, T=100 "
-              f"over A=1 goes from {fmt(gain[cells[0]][0])} at width {S.WIDTHS[0]} to {fmt(gain[cells[0]][-1])} at "
-              f"{S.WIDTHS[-1]} (" + ", ".join(f"{w}: {fmt(e)}" for w, e in zip(S.WIDTHS, gain[cells[0]])) + ").")
+    answer = ("Fraction of seeds that fit the training set, A=1 / A=10, T=100, by width: " + ", ".join(
+        f"{w}: {a[0]:.2f} / {b[0]:.2f}" for w, a, b in zip(S.WIDTHS, f1, fc)) + "; validation gain of A=10, T=100 "
+        "over A=1 (paired, n=32): " + ", ".join(f"{w}: {fmt(e)}" for w, e in zip(S.WIDTHS, gain[cells[0]])) + ".")
     return write("width", answer, f"""Commands ({stamp(runs)}; cost: {cost('width')}):
 
 {commands('width')}
