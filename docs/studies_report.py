@@ -109,7 +109,7 @@ def errorbars(ax, labels, effects, title):
 
 # ---------------------------------------------------------------- a. Fig. 3 at the paper's seeds
 def fig3(runs: dict) -> None:
-    parts, figs = [], []
+    parts = []
     for name in ("narrow", "wide"):
         rs = rows(runs[name])
         shutil.copy(Path(runs[name].path) / "phase.png", S.PNG / f"fig3_{name}.png")
@@ -122,27 +122,6 @@ def fig3(runs: dict) -> None:
         worse = sorted(k for k, e in effects.items() if adj[k] is not None and adj[k] < 0.05 and e["diff"] < 0)
         b_train = [r["train_acc"] for r in rs if r["A"] == 1.0 and r["T"] == min(T for _, T in cells)]
         parts.append((name, rs, cells, base, effects, adj, best, sig, worse, b_train))
-        figs.append(name)
-    # the paired comparison panel: validation gain over A=1 with its interval, per (A, T)
-    f, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for ax, (name, _rs, cells, _base, effects, *_r) in zip(axes, parts):
-        Ts = sorted({T for _, T in cells})
-        for i, T in enumerate(Ts):
-            As = [A for A, t in cells if t == T]
-            e = [effects[A, T] for A in As]
-            x = np.arange(len(As)) + (i - len(Ts) / 2) * 0.1
-            d = np.array([v["diff"] for v in e])
-            ax.errorbar(x, d, yerr=[d - [v["lo"] for v in e], [v["hi"] for v in e] - d], fmt="o", ms=3,
-                        capsize=2, label=f"T={T}")
-            ax.set_xticks(np.arange(len(As)), [f"{A:g}" for A in As])
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xlabel("A")
-        ax.set_ylabel("val acc - A=1 (paired, 95% CI)")
-        ax.set_title(f"{name} (width {runs[name].config.model.width}, {runs[name].config.seeds} seeds)", fontsize=9)
-    axes[0].legend(fontsize=7, ncol=2)
-    f.tight_layout()
-    f.savefig(S.PNG / "fig3_paired.png", dpi=110)
-    plt.close(f)
     lines = []
     for name, _rs, _cells, base, effects, _adj, best, sig, worse, b_train in parts:
         cfg = runs[name].config
@@ -151,8 +130,9 @@ def fig3(runs: dict) -> None:
         lines.append(f"""**{name.capitalize()} (width {cfg.model.width}, {cfg.seeds} seeds per point).** A=1: train
 {mean_ci(b_train)}, validation {mean_ci(base.values())}. Best cell A={A:g}, T={T}: validation
 {fmt(e)} over A=1 (paired, n={e['n']}). Of the {len(effects)} cells with A > 1 (Holm over all
-{len(effects)}), {len(sig)} are better than A=1 at 95% and {len(worse)} worse; better:
-{', '.join(f'({a:g}, {t})' for a, t in sig) or 'none'}; worse: {', '.join(f'({a:g}, {t})' for a, t in worse) or 'none'}.
+{len(effects)}), {len(sig)} are better than A=1 at 95% and {len(worse)} worse; (A, T) not better:
+{', '.join(f'({a:g}, {t})' for a, t in sorted(set(effects) - set(sig))) or 'none'}; worse:
+{', '.join(f'({a:g}, {t})' for a, t in worse) or 'none'}.
 """)
     nar, wid = parts
     answer = (f"Narrow: A=1 ends at validation {mean_ci(nar[3].values())} (train {mean_ci(nar[9])}); "
@@ -167,7 +147,9 @@ def fig3(runs: dict) -> None:
 
 ![narrow](studies/fig3_narrow.png)
 ![wide](studies/fig3_wide.png)
-![paired](studies/fig3_paired.png)
+
+The right-hand panel of each figure is the paired comparison: each cell's mean validation difference
+to A=1 over the same seeds, hatched where its 95% interval holds 0.
 
 {chr(10).join(lines)}
 Tables: `phase.csv` and `compare.csv` of each directory (`python -m dlf.stats <dir>` prints every cell's
@@ -441,12 +423,16 @@ def threshold(runs: dict) -> None:
         pts = [(p[1], p[4] if literal else p[3][k]) for p in ps if (p[4] if literal else p[3][k]) is not None]
         return f5.fit_power([e for e, _ in pts], [v for _, v in pts])
 
-    def line(label, ps):
+    def fits(ps):
+        """(the fit at the fixed detector, its largest change over the other onset amplitudes in b
+        and in c, the paper-literal estimator's fit)."""
         fs = [fit(ps, k) for k in range(len(amps))]
-        lit = fit(ps, literal=True)
         c = fs[main]
-        spread_b = max(abs(x["b"] - c["b"]) for x in fs)
-        spread_c = max(abs(x["c_fixed"] - c["c_fixed"]) for x in fs)
+        return (c, max(abs(x["b"] - c["b"]) for x in fs), max(abs(x["c_fixed"] - c["c_fixed"]) for x in fs),
+                fit(ps, literal=True))
+
+    def line(label, ps):
+        c, spread_b, spread_c, lit = fits(ps)
         return (f"| {label} | {len([p for p in ps if p[3][main] is not None])} | {c['b']:.3f} ± {c['b_se']:.3f} "
                 f"(stat) ± {spread_b:.3f} (detector) | {c['c_fixed']:.3f} ± "
                 f"{c['c_fixed'] * c['c_fixed_rel_se']:.3f} (stat) ± {spread_c:.3f} (detector) | "
@@ -481,12 +467,17 @@ def threshold(runs: dict) -> None:
         if p[3][main] is not None:
             ratios.setdefault((p[0], p[1]), []).append(p[3][main] * p[1] / 2)
     held_means = [float(np.mean(v)) for (w, eta), v in ratios.items() if w != 100 or eta in S.LRS_HELD]
-    fh, fp = fit(held), fit(paper)
+    (fh, hb, hc, hl), (fp, _, pc, _) = fits(held), fits(paper)
+    c_se = fh["c_fixed"] * fh["c_fixed_rel_se"]
     answer = (f"On the held-out settings the threshold is {min(held_means):.2f} to {max(held_means):.2f} times "
-              f"2/eta (mean per width and eta); the held-out fit gives b = {fh['b']:.3f} ± {fh['b_se']:.3f} and "
-              f"c = {fh['c_fixed']:.3f} (b = -1), against b = {fp['b']:.3f} ± {fp['b_se']:.3f}, c = "
-              f"{fp['c_fixed']:.3f} on the paper's settings; the detector's onset amplitude moves them as the table "
-              f"shows.")
+              f"2/eta (mean per width and eta); their fit gives b = {fh['b']:.3f} ± {fh['b_se']:.3f} (stat) ± "
+              f"{hb:.3f} (detector) and, with b = -1, c = {fh['c_fixed']:.2f} ± "
+              f"{fh['c_fixed'] * fh['c_fixed_rel_se']:.2f} (stat) ± {hc:.2f} (detector), against b = {fp['b']:.3f}, "
+              f"c = {fp['c_fixed']:.2f} ± {pc:.2f} (detector) on the paper's settings; the paper-literal estimator "
+              f"gives c = {hl['c_fixed']:.2f} (held out). Within twice the combined error the held-out slope is "
+              f"{'' if abs(fh['b'] + 1) <= 2 * math.hypot(fh['b_se'], hb) else 'not '}consistent with -1 and the "
+              f"prefactor {'' if abs(fh['c_fixed'] - 2) <= 2 * math.hypot(c_se, hc) else 'not '}with 2; the "
+              f"detector's setting moves c by {100 * hc / fh['c_fixed']:.0f}% and b by {hb:.3f}.")
     return write("threshold", answer, f"""Commands ({stamp(runs)}; cost: {cost('threshold')}). The detector's settings
 are the defaults fixed before these runs (`probes.hessian.quiet_frac=0.1`, `onset_amp=1e-3`); 1e-4 and 1e-2 are
 refitted from the stored per-step F to measure its sensitivity:
