@@ -68,7 +68,9 @@ def replace_block(path: Path, name: str, text: str) -> None:
     pat = re.compile(rf"(<!-- figures:{name} -->\n).*?(<!-- /figures:{name} -->)", re.S)
     if not pat.search(src):
         raise SystemExit(f"figures: {path} has no <!-- figures:{name} --> block")
-    path.write_text(pat.sub(lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), src))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a kill mid-write leaves the old file whole
+    tmp.write_text(pat.sub(lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), src))
+    os.replace(tmp, path)
 
 
 def stamp(summaries: list[dict]) -> str:

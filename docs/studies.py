@@ -74,10 +74,43 @@ ANCHORS = {"fig3": "a-fig-3-at-the-papers-seed-count",
            "threshold": "f-the-curvature-threshold-with-the-detector-fixed-in-advance"}
 
 
+# keys dlf.phase fills in or that never change what a grid computes: left out when a finished
+# directory is checked against the command that would make it
+UNCHECKED = ("paths.", "logger.", "checkpoint.", "stats.", "compile_cache", "grid.lr_T", "grid.lr_steps",
+             "grid.shard", "grid.chunk_runs")
+
+
+def expected_config(overrides: list[str]):
+    """The typed Config `python -m dlf.phase <overrides>` composes (grid lists as dlf.phase reads them)."""
+    from hydra import compose, initialize_config_dir
+
+    from dlf import config as config_lib
+    from dlf.cli.phase import list_args
+
+    config_lib.register_resolvers()
+    with initialize_config_dir(config_dir=str(fig.ROOT / "conf"), version_base="1.3"):
+        return config_lib.from_hydra(compose("phase", overrides=list_args([o.replace("'", "") for o in overrides])))
+
+
+def stale(run_dir: Path, overrides: list[str]) -> list[str]:
+    """The keys (grid included) whose values in the finished directory's config differ from what
+    `overrides` asks for now: a reused directory must come from the command the docs print."""
+    from dlf.analysis.results import settings
+    from dlf.results import read_run
+
+    have, want = settings(read_run(run_dir).config), settings(expected_config(overrides))
+    return sorted(k for k in set(have) | set(want) if not k.startswith(UNCHECKED) and have.get(k) != want.get(k))
+
+
 def run(study: str, name: str, reuse: bool):
-    """One phase directory of a study (trained unless reused), read back by dlf.results."""
+    """One phase directory of a study (trained unless reused), read back by dlf.results. A finished
+    directory made by another command (another grid, seeds, option) is trained again, not reused."""
     t0 = time.perf_counter()
-    r = fig.train(OUT / study / name, RUNS[study][name], reuse, module="dlf.phase")
+    d = OUT / study / name
+    if reuse and (d / "summary.json").exists() and (keys := stale(d, RUNS[study][name])):
+        print(f"studies: {d} was made by another command ({', '.join(keys[:5])} differ): training it again")
+        reuse = False
+    r = fig.train(d, RUNS[study][name], reuse, module="dlf.phase")
     wall = OUT / study / name / "wall_s.txt"
     if time.perf_counter() - t0 > 5 or not wall.exists():
         wall.write_text(f"{time.perf_counter() - t0:.0f}")

@@ -96,6 +96,13 @@ def span(effects: list[dict]) -> str:
     return f"{min(ds):+.3f} to {max(ds):+.3f} ({up} of {len(effects)} intervals above 0, {down} below)"
 
 
+def save(f, name: str) -> None:
+    """docs/studies/<name>.png of figure f."""
+    f.tight_layout()
+    f.savefig(S.PNG / f"{name}.png", dpi=110)
+    plt.close(f)
+
+
 def errorbars(ax, labels, effects, title):
     y = np.arange(len(labels))[::-1]
     d = np.array([e["diff"] for e in effects])
@@ -181,9 +188,7 @@ def valset(runs: dict) -> None:
     ax.set_xlabel("validation accuracy - A=1 (paired by seed, 95% CI)")
     ax.legend(fontsize=8)
     ax.set_title("width 1000, 16 seeds", fontsize=9)
-    f.tight_layout()
-    f.savefig(S.PNG / "valset.png", dpi=110)
-    plt.close(f)
+    save(f, "valset")
     same = {(r["A"], r["T"], r["seed"]): r["loss"] for r in wide}
     identical = sum(1 for r in hard if same.get((r["A"], r["T"], r["seed"])) == r["loss"])
     up = sum(1 for _, e, _ in table if e["lo"] is not None and e["lo"] > 0)
@@ -212,7 +217,7 @@ set's grid and their counterparts in study a's.""")
 
 def S_runs(study: str, name: str):
     """A finished run of another study (study b reads study a's wide grid)."""
-    return fig.train(S.OUT / study / name, S.RUNS[study][name], True, module="dlf.phase")
+    return S.run(study, name, True)
 
 
 # ---------------------------------------------------------------- c. width scan
@@ -255,9 +260,7 @@ def width(runs: dict) -> None:
     a2.set_xlabel("parameters")
     a2.set_ylabel("val acc - A=1 (paired, 95% CI)")
     a2.legend(fontsize=8)
-    f.tight_layout()
-    f.savefig(S.PNG / "width.png", dpi=110)
-    plt.close(f)
+    save(f, "width")
     f1, fc = frac[(1.0, 100)], frac[cells[0]]
     answer = ("Fraction of seeds that fit the training set, A=1 / A=10, T=100, by width: " + ", ".join(
         f"{w}: {a[0]:.2f} / {b[0]:.2f}" for w, a, b in zip(S.WIDTHS, f1, fc)) + "; validation gain of A=10, T=100 "
@@ -318,9 +321,7 @@ def init(runs: dict) -> None:
     ax.set_ylabel("final validation accuracy (mean, 95% CI)")
     ax.set_title("width 100, T=100, 50 seeds", fontsize=9)
     ax.legend(fontsize=8)
-    f.tight_layout()
-    f.savefig(S.PNG / "init.png", dpi=110)
-    plt.close(f)
+    save(f, "init")
     base_of = {name: by_seed(rows(runs[name]), A=1.0, T=100) for name in S.INITS}
     gain20 = {name: effect(by_seed(rows(runs[name]), A=20.0, T=100), base_of[name]) for name in S.INITS}
     answer = ("The A=1 baseline's validation accuracy is " + ", ".join(
@@ -369,9 +370,7 @@ def controls(runs: dict) -> None:
     f, ax = plt.subplots(figsize=(7, 0.28 * len(plot) + 1.2))
     errorbars(ax, [p[0] for p in plot], [p[1] for p in plot],
               "validation accuracy: control - triangle (paired, 95% CI)")
-    f.tight_layout()
-    f.savefig(S.PNG / "controls.png", dpi=110)
-    plt.close(f)
+    save(f, "controls")
     per = {}
     for label, e in plot:
         per.setdefault(label.split(",")[0], []).append(e)
@@ -466,9 +465,7 @@ def threshold(runs: dict) -> None:
     ax.set_xlabel("learning rate eta (* held out)")
     ax.set_ylabel("threshold / (2/eta)  (mean over seeds, 95% CI)")
     ax.legend(fontsize=8)
-    f.tight_layout()
-    f.savefig(S.PNG / "threshold.png", dpi=110)
-    plt.close(f)
+    save(f, "threshold")
     ratios = {}
     for p in per:
         if p[3][main] is not None:

@@ -6,9 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import CONF, ROOT
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from conftest import ROOT, run_cli
 
 from dlf import config as config_lib
 
@@ -22,12 +20,9 @@ COMMANDS = [(s, n, ov) for s, d in studies.RUNS.items() for n, ov in d.items()]
 
 @pytest.mark.parametrize("study, name, overrides", COMMANDS, ids=[f"{s}-{n}" for s, n, _ in COMMANDS])
 def test_every_study_command_composes_and_validates(study, name, overrides):
-    from dlf.cli.phase import list_args
     from dlf.drive.grid import check
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("phase", overrides=list_args([o.replace("'", "") for o in overrides]), return_hydra_config=True)
-    run_cfg = config_lib.from_hydra(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+    run_cfg = studies.expected_config(overrides)
     check(run_cfg)
     assert run_cfg.seeds >= (16 if study != "threshold" else 4)
     if study == "controls" and name != "triangle":  # each control differs from the triangle in its own keys
@@ -73,3 +68,44 @@ def test_family_bolds_intervals_that_exclude_zero_and_counts_holm_survivors():
     assert "**+0.200 [+0.100, +0.300]**" in rows[0] and "**" not in rows[1]
     assert rows[0].endswith("| 0.002 |") and rows[1].endswith("| 0.9 |")  # Holm: 2 x 0.001; max(0.9, 0.002)
     assert studies_report.survivors([("a", up, ""), ("b", flat, "")]) == 1
+
+
+def test_studies_md_names_commits_in_this_history():
+    """Every block of docs/studies.md names the commit(s) its runs were made at, and each is an
+    ancestor of HEAD (a number in the docs comes from code in main's history)."""
+    import re
+    import subprocess
+
+    md = (ROOT / "docs" / "studies.md").read_text()
+    for study in studies.RUNS:
+        block = md.split(f"<!-- figures:{study} -->")[1].split(f"<!-- /figures:{study} -->")[0]
+        m = re.search(r"\(commits? ([0-9a-f]{10}(?:, [0-9a-f]{10})*)", block)
+        assert m, f"docs/studies.md: block {study} names no commit"
+        for sha in m.group(1).split(", "):
+            p = subprocess.run(["git", "merge-base", "--is-ancestor", sha, "HEAD"], cwd=ROOT, capture_output=True)
+            assert p.returncode == 0, f"{study}: commit {sha} is not in this history"
+
+
+def test_replace_block_rewrites_only_its_block_and_leaves_no_temporary(tmp_path):
+    import figures
+
+    f = tmp_path / "doc.md"
+    f.write_text("a\n<!-- figures:x -->\nold\n<!-- /figures:x -->\nb\n")
+    figures.replace_block(f, "x", "new\n")
+    assert f.read_text() == "a\n<!-- figures:x -->\nnew\n<!-- /figures:x -->\nb\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["doc.md"]
+    with pytest.raises(SystemExit):
+        figures.replace_block(f, "y", "z")
+
+
+@pytest.mark.slow
+def test_a_finished_directory_of_another_command_is_stale(tmp_path):
+    """--reuse must not restate a directory made by another command: stale() names the keys (the
+    grid included) that differ from what the study's command would run."""
+    cmd = ["grid.A=1,10", "grid.T=20", "seeds=2", "train.steps=40", "train.log_every=20", "model.width=4"]
+    p = run_cli(*cmd, "hydra.run.dir=g", module="dlf.phase", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert studies.stale(tmp_path / "g", cmd) == []
+    assert studies.stale(tmp_path / "g", [*cmd[:1], "grid.T=10,20", *cmd[2:]]) == ["grid.T"]
+    assert studies.stale(tmp_path / "g", [*cmd, "schedule.target=lr"]) == ["schedule.target"]
+    assert "seeds" in studies.stale(tmp_path / "g", [*cmd[:2], "seeds=3", *cmd[3:]])
