@@ -95,13 +95,13 @@ def grid_overhead(steps: int, work: Path) -> dict:
     return out
 
 
-def fig5(scale: float, widths: list[int], work: Path) -> dict:
+def fig5(scale: float, widths: list[int], work: Path, lr_list: tuple[float, ...] = LRS) -> dict:
     """The Fig. 5 protocol as one program per width and as a sweep of jobs, scaled by `scale`: wall
     time, and the time extrapolated to scale 1 (each summary.json's training time / scale, the rest
     of the wall time as it is)."""
     scaled = [f"train.steps='${{div:{round(70000 * scale)},${{optimizer.lr}}}}'",
               f"schedule.T='${{div:{round(5000 * scale)},${{optimizer.lr}}}}'", "compile_cache=null"]
-    lrs = ",".join(f"{x:g}" for x in LRS)
+    lrs = ",".join(f"{x:g}" for x in lr_list)
     out = {"scale": scale, "widths": widths}
     wall = train = 0.0
     for w in widths:
@@ -127,6 +127,8 @@ def main(argv=None):
     ap.add_argument("--grid-steps", type=int, default=2000)
     ap.add_argument("--fig5-scale", type=float, default=0.1, help="steps and T of the Fig. 5 protocol x this")
     ap.add_argument("--fig5-widths", default="100", help="comma list of widths (the paper's: 100,1000)")
+    ap.add_argument("--fig5-lrs", default=",".join(f"{x:g}" for x in LRS),
+                    help="comma list of learning rates (the paper's: 0.5,1,2,4,8; fewer for a smoke run)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     if args.fig5_scale <= 0 or args.fig5_scale > 1:
@@ -134,11 +136,13 @@ def main(argv=None):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     widths = [int(w) for w in args.fig5_widths.split(",")]
+    lr_list = tuple(float(x) for x in args.fig5_lrs.split(","))
+    lrs_arg = "" if lr_list == LRS else f" --fig5-lrs {args.fig5_lrs}"
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         f4 = fig4(args.before, args.fig4_steps, work)
         g = grid_overhead(args.grid_steps, work)
-        f5 = fig5(args.fig5_scale, widths, work)
+        f5 = fig5(args.fig5_scale, widths, work, lr_list)
     probed, plain = g["hessian every 25 (generic step)"], g["no probes, generic step"]
     per_probe = (probed["us_per_run_step"] - plain["us_per_run_step"]) * 25
     print(f"grid probe overhead: {probed['us_per_run_step'] - plain['us_per_run_step']:.1f} us per run-step "
@@ -148,7 +152,8 @@ def main(argv=None):
         "## Probe runs at grid speed (Fig. 4 and Fig. 5 protocols)",
         "",
         f"Command: `.venv/bin/python benchmarks/probe_runs.py --before {args.before} --fig4-steps {args.fig4_steps} "
-        f"--grid-steps {args.grid_steps} --fig5-scale {args.fig5_scale:g} --fig5-widths {args.fig5_widths}` at "
+        f"--grid-steps {args.grid_steps} --fig5-scale {args.fig5_scale:g} --fig5-widths {args.fig5_widths}"
+        f"{lrs_arg}` at "
         f"commit {commit} — machine: {machine()}. One invocation, fresh processes, one after the other.",
         "",
         f"**Fig. 4, whole process** (`python -m dlf.train experiment=fig4_dynamics`, 1 seed, {args.fig4_steps:,} "
@@ -175,8 +180,8 @@ def main(argv=None):
         f"us per run-step on the same (generic) step, i.e. {per_probe / plain['us_per_run_step']:.1f} training "
         "steps per probe call.",
         "",
-        f"**The Fig. 5 protocol** (5 learning rates x 4 seeds, widths {args.fig5_widths}, float64, Hessian and NTK "
-        f"probes every 25 steps), scaled to {args.fig5_scale:g} of its steps and periods "
+        f"**The Fig. 5 protocol** ({len(lr_list)} learning rates x 4 seeds, widths {args.fig5_widths}, float64, "
+        "Hessian and NTK probes every 25 steps), scaled to {args.fig5_scale:g} of its steps and periods "
         f"({round(70000 * args.fig5_scale):,}/eta steps, T = {round(5000 * args.fig5_scale):,}/eta):",
         "",
         "| route | wall, scaled (s) | of which training (s) | extrapolated to the full protocol (min) |",

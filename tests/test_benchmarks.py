@@ -29,7 +29,8 @@ EXPECT = {
                    "--fig4-steps", "50"]),
     ("cifar.py", ["--width", "4", "--images", "512", "--epochs", "1"]),
     ("fused.py", ["--steps", "20", "--ref-steps", "5", "--runs", "4", "--repeats", "1"]),
-    ("probe_runs.py", ["--before", "HEAD", "--fig4-steps", "100", "--grid-steps", "50", "--fig5-scale", "0.01"]),
+    ("probe_runs.py", ["--before", "HEAD", "--fig4-steps", "100", "--grid-steps", "50", "--fig5-scale", "0.01",
+                       "--fig5-lrs", "2"]),
 ])
 def test_benchmark_runs(script, args):
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-write"],

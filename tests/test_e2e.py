@@ -113,7 +113,7 @@ def test_one_output_root_for_runs_sweeps_grids_and_the_cache(tmp_path):
     sweep and phase directories and of the compilation cache: nothing is written elsewhere."""
     tiny = ["train.steps=20", "train.log_every=10", "seeds=2", "model.width=4", "schedule.T=10"]
     env = {"DLF_OUTPUT_DIR": str(tmp_path / "from_env"), "DLF_COMPILE_CACHE": ".jax_cache"}  # the default
-    p = run_cli(*tiny, cwd=tmp_path, env=env)
+    p = run_cli(*tiny, cwd=tmp_path, env=env, fresh_process=True)  # compiles afresh, so writes the cache
     assert p.returncode == 0, p.stderr[-2000:]
     (run,) = (tmp_path / "from_env" / "runs").glob("A10_T10_s0_*")
     assert json.loads((run / "summary.json").read_text())["status"] == "ok"

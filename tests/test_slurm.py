@@ -156,6 +156,12 @@ def _wait(cond, what: str, timeout: float, proc=None) -> None:
         time.sleep(1)
 
 
+def _requeued(job: str) -> bool:
+    """The job is pending again after a requeue, held by SLURM until its begin time."""
+    p = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, timeout=30)
+    return p.stdout.split()[:2] == ["PENDING", "BeginTime"]
+
+
 @pytest.mark.slurm
 def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninterrupted(tmp_path):
     """scancel --signal=USR2 on a running sweep job (what SLURM sends before the time limit or on
@@ -186,6 +192,10 @@ def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninte
         assert len(ids) == 1, ids  # one job array
         array = ids.pop()
         subprocess.run(["scancel", "--signal=USR2", f"{array}_0"], check=True, timeout=30)
+        # SLURM holds a requeued job until 120 s after the requeue (squeue: PENDING, BeginTime); what
+        # an operator may do, and what this test does to spend those 120 s on nothing: start it now
+        _wait(lambda: _requeued(f"{array}_0"), "the job to be requeued", 300, proc)
+        subprocess.run(["scontrol", "update", f"JobId={array}_0", "StartTime=now"], check=True, timeout=30)
         out, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
