@@ -63,7 +63,7 @@ def _registries_as_they_were():
             del sys.modules[m]
 
 
-# the entries whose main() runs in the test process, and what each returns (an exit code or None)
+# the entries whose main() run_cli calls in the test process (each returns an exit code or None)
 IN_PROCESS = ("dlf.train", "dlf.phase", "dlf.aggregate", "dlf.stats", "dlf.diagram")
 
 
@@ -77,7 +77,8 @@ def run_cli(*overrides: str, cwd: Path, timeout: float = 600, module: str = "dlf
     process is started instead where one is the point or in-process state would differ: `fresh_process`,
     fault injection (DLF_FAULT*: a fault may kill the process), another copy of dlf in `cwd`
     (changed_code), a launcher that starts jobs (hydra/launcher=...), W&B, or an environment that
-    changes the devices or the import path."""
+    changes the devices or the import path. `timeout` applies to a fresh process only.
+    (tests/test_e2e.py::test_a_cli_call_in_the_test_process_is_the_one_in_a_fresh_process)"""
     if fresh_process or module not in IN_PROCESS or _needs_a_process(overrides, cwd, env or {}):
         base = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_") and k != "XLA_FLAGS"}
         return subprocess.run([sys.executable, "-m", module, *overrides], cwd=cwd, env={**base, **(env or {})},

@@ -1,5 +1,6 @@
 """End-to-end tier: the CLI as a user runs it, in a temporary directory; the files it leaves."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -125,3 +126,25 @@ def test_one_output_root_for_runs_sweeps_grids_and_the_cache(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert len(list((tmp_path / "from_env" / "phase").glob("*/*_mlp/phase.csv"))) == 1
     assert sorted(x.name for x in tmp_path.iterdir()) == ["by_key", "from_env"]
+
+
+@pytest.mark.slow
+def test_a_cli_call_in_the_test_process_is_the_one_in_a_fresh_process(tmp_path, tiny):
+    """run_cli's in-process call (conftest) gives what `python -m dlf.train` gives in a fresh
+    process: the same metrics and finals, exit codes and error line; and it leaves this process's
+    environment, working directory and logging as they were."""
+    import logging
+
+    before = (dict(os.environ), os.getcwd(), list(logging.getLogger().handlers), logging.getLogger().level)
+    here = run_cli(*tiny, "hydra.run.dir=here", cwd=tmp_path, env={"DLF_SOME_VAR": "1"})
+    assert before == (dict(os.environ), os.getcwd(), list(logging.getLogger().handlers), logging.getLogger().level)
+    fresh = run_cli(*tiny, "hydra.run.dir=fresh", cwd=tmp_path, fresh_process=True)
+    assert here.returncode == fresh.returncode == 0, here.stderr[-2000:] + fresh.stderr[-2000:]
+    assert "dlf: ok" in here.stdout and "dlf: ok" in fresh.stdout
+    assert read_jsonl(tmp_path / "here" / "metrics.jsonl") == read_jsonl(tmp_path / "fresh" / "metrics.jsonl")
+    finals = [json.loads((tmp_path / d / "summary.json").read_text())["final"] for d in ("here", "fresh")]
+    assert finals[0] == finals[1]
+    bad = [run_cli("schedule.A=0", cwd=tmp_path, fresh_process=f) for f in (False, True)]
+    assert [p.returncode for p in bad] == [2, 2]
+    assert bad[0].stderr.strip().splitlines()[-1] == bad[1].stderr.strip().splitlines()[-1]
+    assert bad[0].stderr.strip().splitlines()[-1].startswith("dlf: error: schedule.A")
