@@ -1,7 +1,7 @@
 """Probe runs at grid speed (issue 22), side by side in one invocation, as a user runs them.
 
     .venv/bin/python benchmarks/probe_runs.py [--before 6a8f557] [--fig4-steps 70000]
-        [--grid-steps 2000] [--fig5-scale 0.1] [--fig5-widths 100] [--no-write]
+        [--grid-steps 2000] [--fig5-scale 0.1] [--fig5-widths 100] [--fig5-lrs 0.5,1,2,4,8] [--no-write]
 
 1. Fig. 4, the whole process: `python -m dlf.train experiment=fig4_dynamics` (70 000 float64
    steps, Hessian and NTK probes every 25 steps) at `--before` (a commit whose probe points end the
@@ -136,7 +136,12 @@ def main(argv=None):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     widths = [int(w) for w in args.fig5_widths.split(",")]
-    lr_list = tuple(float(x) for x in args.fig5_lrs.split(","))
+    try:
+        lr_list = tuple(float(x) for x in args.fig5_lrs.split(","))
+    except ValueError:
+        ap.error(f"--fig5-lrs={args.fig5_lrs} is not allowed; expected a comma list of positive numbers")
+    if not all(x > 0 for x in lr_list):
+        ap.error(f"--fig5-lrs={args.fig5_lrs} is not allowed; expected a comma list of positive numbers")
     lrs_arg = "" if lr_list == LRS else f" --fig5-lrs {args.fig5_lrs}"
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)

@@ -94,6 +94,13 @@ def _needs_a_process(overrides, cwd: Path, env: dict) -> bool:
     return any(o.startswith(("hydra/launcher=", "logger=", "+plugins", "plugins=")) for o in overrides)
 
 
+def _loggers() -> list:
+    import logging
+
+    return [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                   if isinstance(lg, logging.Logger))]
+
+
 def _in_process(module: str, argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     import contextlib
     import importlib
@@ -111,9 +118,7 @@ def _in_process(module: str, argv: list[str], cwd: Path, env: dict) -> subproces
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     hydra_state = Singleton.get_state()
     signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP)}
-    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                       if isinstance(lg, logging.Logger)]
-    log_state = {lg: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in loggers}
+    log_state = {lg: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in _loggers()}
     jax_state = {k: getattr(jax.config, k) for k in ("jax_default_matmul_precision", "jax_compilation_cache_dir")}
     code = 0
     try:
@@ -138,8 +143,7 @@ def _in_process(module: str, argv: list[str], cwd: Path, env: dict) -> subproces
         Singleton.set_state(hydra_state)
         for s, h in signals.items():
             signal.signal(s, h)
-        for lg in [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                           if isinstance(lg, logging.Logger)]:
+        for lg in _loggers():
             level, handlers, propagate, disabled = log_state.get(lg, (logging.NOTSET, [], True, False))
             for h in lg.handlers:
                 if h not in handlers:

@@ -69,3 +69,12 @@ def test_benchmark_sections_written_at_once_are_all_kept(tmp_path):
     text = (tmp_path / "BENCHMARKS.md").read_text()
     missing = [f"{p}{i}" for p in "abc" for i in range(150) if f"<!-- bench:{p}{i}:end -->" not in text]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("lrs", ["abc", "0,1"])
+def test_probe_runs_refuses_bad_learning_rates_in_one_line(lrs):
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_runs.py"), "--fig5-lrs", lrs, "--no-write"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].endswith(
+        f"--fig5-lrs={lrs} is not allowed; expected a comma list of positive numbers")
