@@ -63,6 +63,20 @@ def _registries_as_they_were():
             del sys.modules[m]
 
 
+@pytest.fixture(autouse=True)
+def _quick_tier_runs_no_driver(request, monkeypatch):
+    """The quick tier (make test-fast: tests not marked slow) never runs a whole driver: a test that
+    does is marked slow, as the marker in pyproject.toml says; here it fails and says so."""
+    if request.node.get_closest_marker("slow") is None:
+        from dlf.drive.session import Session
+
+        def refuse(self, *args, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} runs a whole driver ({self.what}): mark it slow")
+
+        monkeypatch.setattr(Session, "execute", refuse)
+    yield
+
+
 # the entries whose main() run_cli calls in the test process (each returns an exit code or None)
 IN_PROCESS = ("dlf.train", "dlf.phase", "dlf.aggregate", "dlf.stats", "dlf.diagram")
 

@@ -20,6 +20,7 @@ EXPECT = {
     "fused.py": (r"reference +([\d.]+) \| generic +([\d.]+) \(cpu/dev +([\d.]+)\) \| fused +([\d.]+) "
                  r"\(cpu/dev +([\d.]+)\) us/run-step \| fused/generic x([\d.]+)", 2),
     "probe_runs.py": (r"^\| [^|]+ \| ([\d.]+) \| ([\d.]+) \| ~([\d.]+) \|$", 2),
+    "init.py": (r"^\| MLP [^|]+ \| ([\d.]+) \| ([\d.]+) \| x([\d.]+) \|$", 3),
 }
 
 
@@ -31,6 +32,7 @@ EXPECT = {
     ("fused.py", ["--steps", "20", "--ref-steps", "5", "--runs", "4", "--repeats", "1"]),
     ("probe_runs.py", ["--before", "HEAD", "--fig4-steps", "100", "--grid-steps", "50", "--fig5-scale", "0.01",
                        "--fig5-lrs", "2"]),
+    ("init.py", ["--repeats", "1", "--seeds", "2"]),
 ])
 def test_benchmark_runs(script, args):
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-write"],

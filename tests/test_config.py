@@ -71,6 +71,18 @@ def _is_image(option: str) -> bool:
     return option.startswith(("myrtle", "wrn", "cifar", "fig1", "wrn_"))
 
 
+@pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))])
+def test_every_group_option_composes_to_a_valid_config(group, option):
+    """The quick tier's share of the check below: each option composes, validates, names itself where
+    its group has a name, and survives the dict round trip the results layer reads (no run)."""
+    cfg = compose_cfg([f"{group}={option}", *(["model=myrtle5"] if (group, option) == ("dataset", "cifar10") else [])])
+    assert config_lib.from_dict(config_lib.to_dict(cfg)) == cfg
+    named = {"dataset": cfg.dataset.name, "optimizer": cfg.optimizer.name, "schedule": cfg.schedule.shape,
+             "model": cfg.model.name}.get(group)
+    assert named is None or option.startswith(named), (group, option, named)
+
+
+@pytest.mark.slow  # each option through the whole driver (run())
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_group_option_composes_and_runs(group, option, tmp_path, cifar_dir):
     chosen = [f"{group}={option}"]
@@ -85,14 +97,13 @@ def test_every_group_option_composes_and_runs(group, option, tmp_path, cifar_dir
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == rows
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_and_runs(experiment, tmp_path, cifar_dir):
+@pytest.mark.parametrize("experiment", [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))])
+def test_every_experiment_composes_to_its_protocol(experiment):
     full = compose_cfg([f"experiment={experiment}"])
+    assert config_lib.from_dict(config_lib.to_dict(full)) == full
     if _is_image(experiment):  # the CIFAR protocols: tests/test_cifar_train.py
-        cfg = compose_cfg([f"experiment={experiment}", *_image([experiment], cifar_dir)])
-        assert run(cfg, tmp_path)["status"] == "ok"
-        return
-    if experiment.startswith("fig3"):
+        assert full.dataset.name == "cifar10" and full.train.epochs > 0
+    elif experiment.startswith("fig3"):
         assert full.train.steps == 35000 and full.optimizer.lr == 1.0 and full.schedule.off_last_periods == 1
         assert full.model.width == {"fig3_spiral_narrow": 100, "fig3_spiral_wide": 1000, "fig3_grid": 100}[experiment]
     elif experiment == "fig4_dynamics":  # SPEC 2, Fig. 4
@@ -103,8 +114,13 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, cifar_dir):
     else:  # fig5_threshold: T = 5000/eta, 70 000/eta steps
         scan = compose_cfg([f"experiment={experiment}", "optimizer.lr=0.5"])
         assert (scan.schedule.T, scan.train.steps, scan.probes["hessian"].every) == (10000, 140000, 25)
-    cfg = compose_cfg([f"experiment={experiment}", *TINY])
-    assert run(cfg, tmp_path)["status"] == "ok"
+
+
+@pytest.mark.slow  # each experiment through the whole driver (run())
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_runs(experiment, tmp_path, cifar_dir):
+    tiny = _image([experiment], cifar_dir) if _is_image(experiment) else TINY
+    assert run(compose_cfg([f"experiment={experiment}", *tiny]), tmp_path)["status"] == "ok"
 
 
 def test_schedule_options_set_their_shape():

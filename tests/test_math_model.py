@@ -103,6 +103,26 @@ def _problem(width=16, lr=0.5, dtype=jnp.float64):
     return model, tx, prog, data
 
 
+def test_stacked_initial_states_are_each_seeds_own_bit_for_bit():
+    """init_states maps over the seeds (lax.map): run i holds exactly what its seed gives alone, from its
+    named streams: flax's init from `init`, the optimiser's initial state, `data` and `probe` keys."""
+    from dlf.core.seeds import streams
+
+    model, _, _, data = _problem(width=5, dtype=jnp.float32)
+    tx = optax.adam(0.1)
+    seeds = [4, 0, 7]
+    states = init_states(model, tx, seeds, data.x_train)
+    for i, seed in enumerate(seeds):
+        keys = streams(seed)
+        params = jax.jit(model.init)(keys["init"], data.x_train)["params"]
+        mu = tx.init(params)[0].mu
+        for got, want in ((states.params, params), (states.opt_state[0].mu, mu)):
+            jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)), got, want)
+        for got, name in ((states.key, "data"), (states.probe_key, "probe")):
+            np.testing.assert_array_equal(jax.random.key_data(got[i]), jax.random.key_data(keys[name]))
+    assert states.step.tolist() == [0, 0, 0] and states.diverged_step.tolist() == [-1, -1, -1]
+
+
 @pytest.mark.slow  # > ~10 s on 2 busy cores: make test only
 def test_engine_steps_are_exact_gradient_descent():
     """k engine steps == k hand-written GD steps on F(t) with explicitly computed Gamma(t)."""
