@@ -39,6 +39,12 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ.pop(_CACHE_VAR), ignore_errors=True)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests first (the rest in file order): they spend much of their time waiting on the
+    cluster, which the other worker fills, rather than at the end of the session with one core idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
+
+
 @pytest.fixture(autouse=True)
 def _registries_as_they_were():
     """What a test registers (a plugin's model, loss or probe) is gone after it, and so is the plugin

@@ -11,15 +11,8 @@ from dlf import config as config_lib
 from dlf.drive.run import run
 
 GROUPS = ("dataset", "model", "optimizer", "schedule", "logger")
-_HEAVY = ("myrtle", "wrn", "cifar", "fig1", "fig4", "fig5")  # conv nets on CPU, probe runs: make test only
-
-
-def _cost(*values):
-    return pytest.param(*values, marks=pytest.mark.slow) if values[-1].startswith(_HEAVY) else pytest.param(*values)
-
-
-OPTIONS = [_cost(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
-EXPERIMENTS = [_cost(p.stem) for p in sorted((CONF / "experiment").glob("*.yaml"))]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+EXPERIMENTS = [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))]
 
 
 config_lib.register_resolvers()
@@ -71,7 +64,7 @@ def _is_image(option: str) -> bool:
     return option.startswith(("myrtle", "wrn", "cifar", "fig1", "wrn_"))
 
 
-@pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))])
+@pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_group_option_composes_to_a_valid_config(group, option):
     """The quick tier's share of the check below: each option composes, validates, names itself where
     its group has a name, and survives the dict round trip the results layer reads (no run)."""
@@ -97,7 +90,7 @@ def test_every_group_option_composes_and_runs(group, option, tmp_path, cifar_dir
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == rows
 
 
-@pytest.mark.parametrize("experiment", [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_to_its_protocol(experiment):
     full = compose_cfg([f"experiment={experiment}"])
     assert config_lib.from_dict(config_lib.to_dict(full)) == full
@@ -111,7 +104,7 @@ def test_every_experiment_composes_to_its_protocol(experiment):
             100, 70, 5000, 70000, "float64")
         assert (full.probes["hessian"].every, full.probes["ntk"].every, full.probes["hessian"].order,
                 full.seeds) == (25, 25, 10, 1)
-    else:  # fig5_threshold: T = 5000/eta, 70 000/eta steps
+    else:  # fig5_threshold and fig5_grid: T = 5000/eta, 70 000/eta steps
         scan = compose_cfg([f"experiment={experiment}", "optimizer.lr=0.5"])
         assert (scan.schedule.T, scan.train.steps, scan.probes["hessian"].every) == (10000, 140000, 25)
 

@@ -51,14 +51,20 @@ def test_probe_values_equal_exact_spectra_of_the_final_state(tmp_path, explicit_
     idx = ntk_indices(cfg.probes["ntk"], np.asarray(b.data.y_train), 3)
     assert len(idx) == 15 and np.bincount(np.asarray(b.data.y_train)[idx]).tolist() == [5, 5, 5]
     with jax.enable_x64(True):
-        for r in range(2):
-            state = jax.tree.map(lambda x: x[r], states)
+        _, unravel = jax.flatten_util.ravel_pytree(jax.tree.map(lambda x: x[0], states.params))
+
+        @jax.jit  # the explicit matrices, one compiled program for both runs
+        def hessian_and_jacobian(state):
+            flat = jax.flatten_util.ravel_pytree(state.params)[0]
             F = b.program.objective(state, b.hp, b.data.x_train, b.data.y_train, b.data)
-            flat, unravel = jax.flatten_util.ravel_pytree(state.params)
             H = jax.hessian(lambda w: F(unravel(w))[0])(flat)
+            logits = lambda w: b.program.apply(unravel(w), {}, b.data.x_train[idx], False)[0].reshape(-1)  # noqa: E731
+            return H, jax.jacfwd(logits)(flat)
+
+        for r in range(2):
+            H, J = hessian_and_jacobian(jax.tree.map(lambda x: x[r], states))
             top = float(np.linalg.eigvalsh(np.asarray(H))[-1])
             assert last["hessian_lambda_max"][r] == pytest.approx(top, rel=1e-8)
-            J = jax.jacfwd(lambda w: b.program.apply(unravel(w), {}, b.data.x_train[idx], False)[0].reshape(-1))(flat)
             ntk = np.asarray(J @ J.T)
             assert last["ntk_lambda_max"][r] == pytest.approx(float(np.linalg.eigvalsh(ntk)[-1]), rel=1e-8)
 
