@@ -80,3 +80,11 @@ def test_probe_runs_refuses_bad_learning_rates_in_one_line(lrs):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].endswith(
         f"--fig5-lrs={lrs} is not allowed; expected a comma list of positive numbers")
+
+
+@pytest.mark.parametrize("args", [["--repeats", "0"], ["--seeds", "0"]])
+def test_init_benchmark_refuses_a_count_below_one_in_one_line(args):
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "init.py"), *args, "--no-write"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].endswith("is not allowed; expected both >= 1")
