@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from dlf.core import optim  # noqa: E402
 from dlf.core.engine import TrainState  # noqa: E402
 from dlf.core.seeds import init_states, streams  # noqa: E402
 from dlf.models import build as build_model  # noqa: E402
+from dlf.outputs import git_sha  # noqa: E402
 
 CASES = {  # label: config overrides (spiral MLP; the init does not see the data beyond one example)
     "MLP width 100, lecun, gd, float32": dict(model={"width": 100}),
@@ -92,8 +92,8 @@ def main(argv=None) -> None:
         v, m = statistics.median(times["vmap"]), statistics.median(times["lax.map"])
         rows.append((label, v, m))
         print(f"{label:42s} | vmap {v:5.2f} s | lax.map {m:5.2f} s | x{v / m:.2f}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    sha = git_sha(ROOT)  # '-dirty' when run from a tree with uncommitted changes
+    commit = sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
     text = "\n".join([
         "## Initial states: compile and run the init of a new program (vmap vs lax.map over the seeds)",
         "",
