@@ -186,7 +186,7 @@ def main(argv=None):
         "steps per probe call.",
         "",
         f"**The Fig. 5 protocol** ({len(lr_list)} learning rates x 4 seeds, widths {args.fig5_widths}, float64, "
-        "Hessian and NTK probes every 25 steps), scaled to {args.fig5_scale:g} of its steps and periods "
+        f"Hessian and NTK probes every 25 steps), scaled to {args.fig5_scale:g} of its steps and periods "
         f"({round(70000 * args.fig5_scale):,}/eta steps, T = {round(5000 * args.fig5_scale):,}/eta):",
         "",
         "| route | wall, scaled (s) | of which training (s) | extrapolated to the full protocol (min) |",

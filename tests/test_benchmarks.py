@@ -43,6 +43,8 @@ def test_benchmark_runs(script, args):
     assert len(found) == n, f"expected {n} measurement lines, got {len(found)}:\n{p.stdout}"
     values = [float(v.replace(",", "")) for g in found for v in g]
     assert all(math.isfinite(v) and v > 0 for v in values), p.stdout
+    unformatted = re.findall(r"\{[A-Za-z_][\w.\[\]'\"]*(?:![rsa])?(?::[^{}]*)?\}", p.stdout)
+    assert not unformatted, f"placeholders printed as they are (an f missing?): {unformatted}"
 
 
 def _write_sections(root, prefix, n, barrier):
