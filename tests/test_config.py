@@ -25,6 +25,60 @@ def compose_cfg(overrides, name="config"):
         return config_lib.from_hydra(compose(config_name=name, overrides=overrides))
 
 
+# sweep points (as dlf.tracking.naming.expand writes them) whose plain overrides the sweep check
+# applies to one composition per choice of config groups: values of every type, interpolations,
+# experiments and groups, a `hydra.*` key, an added key, null
+SWEEP_POINTS = [
+    ["schedule.A=10", "schedule.T=300", "seed=3", "seeds=2", "hydra.sweep.dir=s"],
+    ["schedule.A=1", "schedule.T=50", "seed=0", "seeds=2", "hydra.sweep.dir=s"],
+    ["model=myrtle5", "dataset=cifar10", "model.width=8", "train.batch_size=64", "optimizer.lr=0.05"],
+    ["experiment=fig5_threshold", "optimizer.lr=2", "model.width=1000"],  # T and steps interpolate lr
+    ["experiment=fig5_threshold", "optimizer.lr=0.5", "model.width=100"],
+    ["train.steps='${div:7000,${optimizer.lr}}'", "optimizer.lr=0.5", "schedule.T=50"],
+    ["seed=5"],  # the same (no) groups as the point before: none of its values may stay
+    ["precision=float64", "optimizer=adam", "optimizer.lr=1e-3", "compile_cache=null", "logger.mode=offline"],
+    ["schedule=cosine", "schedule.A=5.5", "schedule.off_last_periods=0", "train.log_every=700"],
+    ["++probes.hessian.every=25", "seed=7"],
+]
+
+
+def test_the_sweep_check_validates_each_point_as_hydra_composes_it():
+    """dlf.cli.train.sweep_point (the -m precheck's fast path) gives the Config Hydra composes for
+    every point, composing the defaults once per choice of config groups and never mixing points."""
+    from dlf.cli.train import sweep_point
+
+    composed = []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        def groups(overrides):
+            composed.append(tuple(overrides))
+            return compose(config_name="config", overrides=overrides)
+
+        bases = {}
+        for point in SWEEP_POINTS + SWEEP_POINTS[::-1]:
+            fast = sweep_point(point, groups, bases)
+            assert fast == config_lib.from_hydra(compose(config_name="config", overrides=point)), point
+    assert len(composed) == len(set(composed)) == 7, composed  # points 0-1, 3-4 and 5-6 share their groups
+    assert ("hydra.sweep.dir=s",) in composed and ("model=myrtle5", "dataset=cifar10") in composed
+
+
+def test_the_sweep_check_reports_what_hydra_reports(capsys):
+    """A point that the fast path cannot take (an unknown key) or that is invalid stops the sweep
+    with Hydra's, or the config's, one line, naming the job."""
+    from dlf.cli.train import check_sweep
+
+    unknown = "job 0 (seed=0 model.nope=1): unknown key model.nope (the keys of each model.name variant"
+    invalid = ("job 1 (schedule.A=0.5 schedule.T=10 train.steps=40): schedule.A=0.5 is not allowed; "
+               "expected a number >= 1")
+    for argv, expected in ((["-m", "seed=0,1", "model.nope=1,2"], unknown),
+                           (["-m", "schedule.A=10,0.5", "schedule.T=10", "train.steps=40"], invalid)):
+        with pytest.raises(SystemExit) as e:
+            check_sweep(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and err[0].startswith(f"dlf: error: {expected}"), err
+    check_sweep(["-m", "schedule.A=1,10", "seed=range(3)", "schedule.T=10", "train.steps=40"])  # a valid sweep passes
+    assert capsys.readouterr().err == ""
+
+
 def test_config_reference_is_generated_from_the_code():
     text = (ROOT / "docs" / "config.md").read_text()
     assert config_lib.reference_table() in text, "docs/config.md is stale: run python -m dlf.config --write"
@@ -50,14 +104,15 @@ def test_defaults_are_the_documented_spiral_protocol():
 @pytest.fixture(scope="module")
 def cifar_dir(tmp_path_factory):
     from test_cifar_data import fake_cifar, write_batches_py
-    return write_batches_py(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py", *fake_cifar(40, 20))
+    return write_batches_py(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py", *fake_cifar(80, 40))
 
 
 def _image(option_overrides, cifar_dir):
-    """Tiny overrides for options that train on CIFAR-10 images (epochs of mini-batches)."""
+    """Tiny overrides for options that train on CIFAR-10 images (epochs of mini-batches): the sizes of
+    tests/test_cifar_train.py, so that the two share their compiled programs (the suite's cache)."""
     model = ["model.depth=10", "model.widen=1"] if "wrn" in option_overrides[0] else ["model.width=4"]
-    return [f"dataset.path={cifar_dir}", "train.epochs=1", "train.batch_size=20", "train.log_every=1",
-            "seeds=2", *model, "checkpoint.every_epochs=0", "optimizer.warmup_epochs=0.5"]
+    return [f"dataset.path={cifar_dir}", "train.epochs=1", "train.batch_size=16", "train.log_every=1",
+            "seeds=1", *model, "optimizer.warmup_epochs=0.5", "schedule.T=6"]
 
 
 def _is_image(option: str) -> bool:
@@ -81,12 +136,12 @@ def test_every_group_option_composes_and_runs(group, option, tmp_path, cifar_dir
     chosen = [f"{group}={option}"]
     if _is_image(option):
         chosen += (["model=myrtle5"] if group == "dataset" else []) + _image(chosen, cifar_dir)
-        rows = 2
+        rows, seeds = 2, 1
     else:
         chosen += TINY + (["logger.mode=disabled"] if group == "logger" else [])
-        rows = 3
+        rows, seeds = 3, 2
     summary = run(compose_cfg(chosen), tmp_path)
-    assert summary["status"] == "ok" and summary["final"]["train_acc"]["n"] == 2
+    assert summary["status"] == "ok" and summary["final"]["train_acc"]["n"] == seeds
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == rows
 
 

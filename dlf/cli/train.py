@@ -47,7 +47,12 @@ _VALUE_FLAGS = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config
 
 def check_sweep(argv: list[str], config_name: str = "config") -> None:
     """Compose and validate every point of a `-m` sweep before any job is launched: one bad
-    value is one line (naming the job and the key) and nothing is submitted."""
+    value is one line (naming the job and the key) and nothing is submitted. Hydra composes the
+    defaults once per distinct choice of config groups; each point's plain `key=value` overrides
+    are then applied as Hydra applies them (OmegaConf.update, merge=True), so a sweep of 180 seeds
+    and cells composes once, not 180 times. A point whose overrides do not apply that way is
+    composed by Hydra itself, so its error is Hydra's
+    (tests/test_config.py::test_the_sweep_check_validates_each_point_as_hydra_composes_it)."""
     from hydra import compose, initialize_config_dir
 
     from dlf.tracking.naming import expand
@@ -57,10 +62,14 @@ def check_sweep(argv: list[str], config_name: str = "config") -> None:
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         points = expand(overrides)
+        bases: dict[tuple[str, ...], DictConfig] = {}
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             for num, point in enumerate(points):
                 try:
-                    config_lib.from_hydra(compose(config_name=config_name, overrides=point))
+                    try:
+                        sweep_point(point, lambda groups: compose(config_name=config_name, overrides=groups), bases)
+                    except Exception:  # noqa: BLE001 - composed by Hydra itself: its own error, or success
+                        config_lib.from_hydra(compose(config_name=config_name, overrides=point))
                 except Exception as e:  # noqa: BLE001 - user errors become one line, others are Hydra's
                     msg = one_line(e)
                     if msg is None:
@@ -69,6 +78,30 @@ def check_sweep(argv: list[str], config_name: str = "config") -> None:
                     sys.exit(2)
     except Exception:  # noqa: BLE001 - what this check cannot parse, Hydra reports as it launches
         return
+
+
+def sweep_point(point: list[str], compose, bases: dict) -> config_lib.Config:
+    """The validated Config of one sweep point: `compose(groups)` (Hydra) for its config-group,
+    `hydra.*` and prefixed (+, ++, ~, @) overrides, kept in `bases` by those, and then its plain
+    `key=value` overrides applied in order, as Hydra applies config overrides after composing the
+    defaults."""
+    import copy
+
+    from dlf.tracking.naming import parse
+
+    groups, plain = [], []
+    for text, o in zip(point, parse(point)):
+        key = o.key_or_group
+        is_group = (o.package is not None or o.is_add() or o.is_force_add() or o.is_delete() or "/" in key
+                    or key.split(".")[0] == "hydra" or (conf_dir() / key).is_dir())
+        (groups if is_group else plain).append((text, o))
+    base_key = tuple(text for text, _ in groups)
+    if base_key not in bases:
+        bases[base_key] = compose(list(base_key))
+    cfg = copy.deepcopy(bases[base_key])
+    for _, o in plain:
+        OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+    return config_lib.from_hydra(cfg)
 
 
 def main() -> None:
