@@ -93,6 +93,60 @@ def test_epoch_run_dynamics_is_in_epochs_with_the_legend_beside(tmp_path, drawn)
     assert fig.axes[0].lines[-1].get_xdata()[0] == 6  # the off line, in epochs
 
 
+def _texts_of(fig):
+    """The window extents of the figure's title and of each panel's area and texts (its title, notes
+    and legend, and each axis with its tick labels, label and offset), drawn as savefig draws them."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = FigureCanvasAgg(fig)  # closed figures have lost theirs
+    canvas.draw()
+    r = canvas.get_renderer()
+
+    def texts(ax):
+        legend = [ax.get_legend()] if ax.get_legend() else []
+        return [ax.get_window_extent(r), ax.xaxis.get_tightbbox(r), ax.yaxis.get_tightbbox(r),
+                *(t.get_window_extent(r) for t in (ax.title, *ax.texts, *legend) if not isinstance(t, Text)
+                  or t.get_text().strip())]
+
+    (title,) = [t for t in fig.get_children() if isinstance(t, Text) and t.get_text() == fig.get_suptitle()]
+    return fig.bbox, title.get_window_extent(r), [texts(ax) for ax in fig.axes]
+
+
+@pytest.mark.parametrize("case", ["many periods, eight seeds", "ten classes over epochs, long tick labels"])
+def test_no_text_of_the_dynamics_figure_is_cut_or_overlaps(tmp_path, drawn, case):
+    """The fixed layout (dlf.figures.dynamics.MARGINS) at its extremes: a two-line accuracy title, a
+    log-scale F, the legends beside and below; ten classes, linear F with long tick labels, a long
+    title. Every panel's text lies inside the image, and no two panels, nor the title, overlap."""
+    from dlf.core.schedule import gamma
+
+    if case.startswith("many"):
+        T, steps = 100, 35_000
+        dense = np.asarray(gamma(np.arange(steps + 1), 10.0, T, 3, "triangle", steps - T))
+        rows = _rows(71, 500, 3, seeds=8)
+        for i, r in enumerate(rows):
+            r["loss"] = [10.0 ** (1 - 3 * i / 70) * (1 + k) for k in range(8)]
+        dynamics(tmp_path / "d.png", rows, dense, 600, steps - T, "spiral width 100, A=10, T=100, 8 seed(s), "
+                 "float32", period=T, seeds=list(range(8)))
+        assert "\n" in drawn[-1].axes[3].get_title() and drawn[-1].axes[2].get_yscale() == "log"
+    else:
+        spe = 98
+        rows = _rows(11, spe, 10, seeds=3, epoch=True, band=False)
+        for i, r in enumerate(rows):
+            r["loss"] = [0.0123 + 1e-3 * i + 1e-4 * k for k in range(3)]
+        dynamics(tmp_path / "d.png", rows, np.ones((10 * spe + 1, 10)), 2000 * spe, 6 * spe,
+                 "cifar10 WRN-28-10 (36.5M parameters), A=50, T=100, 3 seed(s), bfloat16, matmul highest",
+                 steps_per_epoch=spe, seeds=[0, 1, 2])
+        assert drawn[-1].axes[2].get_yscale() == "linear"
+    figure, title, panels = _texts_of(drawn[-1])
+    assert [len(texts) for texts in panels] == [5, 5, 5, 5]
+    for box in (title, *(b for texts in panels for b in texts)):
+        assert figure.x0 <= box.x0 and box.x1 <= figure.x1 and figure.y0 <= box.y0 and box.y1 <= figure.y1, box
+    for i, texts in enumerate(panels):  # nothing of one panel over another's, nor over the title
+        others = [title, *(b for j, other in enumerate(panels) if j != i for b in other)]
+        assert not [(a, b) for a in texts for b in others if a.overlaps(b)], f"panel {i}"
+
+
 @pytest.mark.slow
 def test_cli_run_with_log_points_a_multiple_of_T_shows_the_oscillation(tmp_path, drawn):
     """log_every=200 = 2T: F at the log points alone would hide the oscillation; the per-interval
