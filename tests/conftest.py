@@ -40,9 +40,11 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The SLURM tests first (the rest in file order): they spend much of their time waiting on the
-    cluster, which the other worker fills, rather than at the end of the session with one core idle."""
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
+    """The SLURM tests first: they spend much of their time waiting on the cluster, which the other
+    worker fills, rather than at the end of the session with one core idle. Then the other slow
+    tests, then the quick ones (each in file order): the session ends on many short tests that both
+    workers share, not on one long test that leaves the other core idle."""
+    items.sort(key=lambda item: (item.get_closest_marker("slurm") is None, item.get_closest_marker("slow") is None))
 
 
 @pytest.fixture(autouse=True)

@@ -174,8 +174,9 @@ def test_preempted_slurm_job_requeues_resumes_and_the_sweep_aggregates_as_uninte
     import sys
 
     partition = _slurm_partition()
-    # the generic step, 300k steps: ~10 s per job on an idle machine, long enough to be signalled
-    args = ["-m", "schedule.A=5,10", "train.steps=300000", "train.log_every=1000", "seeds=2", "model.width=8",
+    # the generic step, 150k steps: ~5 s per job on an idle machine, long enough to be signalled (the
+    # signal follows the job's second metrics row, 1000 steps in, by about a second)
+    args = ["-m", "schedule.A=5,10", "train.steps=150000", "train.log_every=1000", "seeds=2", "model.width=8",
             "compile_cache=null", "train.step=generic"]
     ref = run_cli(*args, "hydra.sweep.dir=ref", cwd=tmp_path, timeout=900)
     assert ref.returncode == 0, ref.stderr[-3000:]
