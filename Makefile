@@ -37,9 +37,10 @@ lint: $(VENV)/.dev  ## ruff (configured in pyproject.toml)
 docs: $(VENV)/.dev  ## regenerate docs/config.md from the code
 	$(PY) -m dlf.config --write
 
-bench: $(VENV)/.dev  ## engine, init, grid, cache, probe, probe-run and CIFAR benchmarks; rewrite BENCHMARKS.md (~20 min on CPU)
+bench: $(VENV)/.dev  ## engine, init, setup-cost, grid, cache, probe, probe-run and CIFAR benchmarks; rewrite BENCHMARKS.md (~20 min on CPU)
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/init.py
+	$(PY) benchmarks/setup_costs.py
 	$(PY) benchmarks/phase.py
 	$(PY) benchmarks/cache.py
 	$(PY) benchmarks/probes.py

@@ -21,6 +21,7 @@ EXPECT = {
                  r"\(cpu/dev +([\d.]+)\) us/run-step \| fused/generic x([\d.]+)", 2),
     "probe_runs.py": (r"^\| [^|]+ \| ([\d.]+) \| ([\d.]+) \| ~([\d.]+) \|$", 2),
     "init.py": (r"^\| MLP [^|]+ \| ([\d.]+) \| ([\d.]+) \| x([\d.]+) \|$", 3),
+    "setup_costs.py": (r"^\| (?:precheck|dynamics)[^|]+ \| ([\d.]+) \| ([\d.]+) \| x([\d.]+) \|$", 2),
 }
 
 
@@ -33,6 +34,7 @@ EXPECT = {
     ("probe_runs.py", ["--before", "HEAD", "--fig4-steps", "100", "--grid-steps", "50", "--fig5-scale", "0.01",
                        "--fig5-lrs", "2"]),
     ("init.py", ["--repeats", "1", "--seeds", "2"]),
+    ("setup_costs.py", ["--repeats", "1", "--seeds", "2"]),
 ])
 def test_benchmark_runs(script, args):
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-write"],
@@ -84,9 +86,10 @@ def test_probe_runs_refuses_bad_learning_rates_in_one_line(lrs):
         f"--fig5-lrs={lrs} is not allowed; expected a comma list of positive numbers")
 
 
+@pytest.mark.parametrize("script", ["init.py", "setup_costs.py"])
 @pytest.mark.parametrize("args", [["--repeats", "0"], ["--seeds", "0"]])
-def test_init_benchmark_refuses_a_count_below_one_in_one_line(args):
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "init.py"), *args, "--no-write"],
+def test_benchmark_refuses_a_count_below_one_in_one_line(script, args):
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-write"],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].endswith("is not allowed; expected both >= 1")

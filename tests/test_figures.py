@@ -147,6 +147,16 @@ def test_no_text_of_the_dynamics_figure_is_cut_or_overlaps(tmp_path, drawn, case
         assert not [(a, b) for a in texts for b in others if a.overlaps(b)], f"panel {i}"
 
 
+def test_the_dynamics_layout_is_fixed_or_constrained(tmp_path, drawn):
+    rows, gamma = _rows(3, 10, 3), np.ones((21, 3))
+    dynamics(tmp_path / "c.png", rows, gamma, 20, None, "spiral", layout="constrained")
+    assert drawn[-1].get_layout_engine() is not None and (tmp_path / "c.png").exists()
+    dynamics(tmp_path / "f.png", rows, gamma, 20, None, "spiral")
+    assert drawn[-1].get_layout_engine() is None
+    with pytest.raises(ValueError, match="^layout='tight' is not allowed; expected fixed or constrained$"):
+        dynamics(tmp_path / "t.png", rows, gamma, 20, None, "spiral", layout="tight")
+
+
 @pytest.mark.slow
 def test_cli_run_with_log_points_a_multiple_of_T_shows_the_oscillation(tmp_path, drawn):
     """log_every=200 = 2T: F at the log points alone would hide the oscillation; the per-interval

@@ -25,7 +25,7 @@ def _per_seed(rows: list[dict], key: str) -> np.ndarray:
 
 
 # One layout for every run, as constrained layout places a typical one (a two-line accuracy title, the
-# legends beside and below): computing it per figure took ~40% of the figure's time, paid by every run.
+# legends beside and below): computing it per figure is paid by every run (BENCHMARKS.md, setup-costs).
 # tests/test_figures.py::test_no_text_of_the_dynamics_figure_is_cut_or_overlaps holds it to the extremes.
 FIGSIZE = (12.5, 7.5)
 MARGINS = dict(left=0.06, right=0.905, bottom=0.115, top=0.915, wspace=0.17, hspace=0.36)
@@ -42,7 +42,7 @@ def _envelope(g: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: int,
              off_step: int | None, title: str, steps_per_epoch: int | None = None, period: int | None = None,
-             seeds: list[int] | None = None) -> None:
+             seeds: list[int] | None = None, layout: str = "fixed") -> None:
     """dynamics.png: Gamma_i(t) over the whole run and its first `zoom_steps`, F, and accuracies;
     a dashed line where the oscillations stop. gamma_dense is (steps+1, C): Gamma at every step.
     Over more than ENVELOPE_CYCLES cycles (C periods of `period` steps: each class emphasised once)
@@ -51,14 +51,19 @@ def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: 
     rows carry it (full-batch runs), so the oscillation shows whatever the sampling; with several
     seeds also their median at the log points and the range over all of them. Legends sit beside
     or below the panels, never over the data. Mini-batch runs (steps_per_epoch) are drawn over
-    epochs, and their titles count the epochs the run has."""
+    epochs, and their titles count the epochs the run has. layout: "fixed" (MARGINS) or
+    "constrained" (matplotlib's layout engine: adapts to unusual content at a cost,
+    BENCHMARKS.md section setup-costs)."""
     unit = steps_per_epoch or 1
     xlabel = "epoch" if steps_per_epoch else "step"
     steps = np.array([r["step"] for r in rows]) / unit
     t = np.arange(gamma_dense.shape[0]) / unit
     C = gamma_dense.shape[1]
-    fig, axes = plt.subplots(2, 2, figsize=FIGSIZE)
-    fig.subplots_adjust(**MARGINS)  # fixed: a layout engine would cost more than the rest of the figure
+    if layout not in ("fixed", "constrained"):
+        raise ValueError(f"layout={layout!r} is not allowed; expected fixed or constrained")
+    fig, axes = plt.subplots(2, 2, figsize=FIGSIZE, layout=None if layout == "fixed" else "constrained")
+    if layout == "fixed":
+        fig.subplots_adjust(**MARGINS)  # a layout engine would cost more than the rest of the figure
     zoom = min(zoom_steps / unit, t[-1])
     cycle = C * period if period else 0  # every class is emphasised once per cycle of C periods
     n_cycles = gamma_dense.shape[0] / cycle if cycle else 0
@@ -97,7 +102,7 @@ def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: 
                                                  "the points fall at different phases)" if phases else ""))
     ax.title.set_fontsize(9 if phases else 10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(title, y=0.985)
+    fig.suptitle(title, **({"y": 0.985} if layout == "fixed" else {}))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
