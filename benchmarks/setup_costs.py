@@ -9,7 +9,8 @@ one process: the `dlf.train -m` precheck and the run's dynamics.png.
    composition per choice of config groups, each point's values applied to it); the two Configs of
    every point are checked equal.
 2. dynamics.png of a default-size run (35 000 steps, 71 metrics rows, 8 seeds, 3 classes, T=100)
-   with matplotlib's constrained layout (before) and with dlf's fixed margins (now).
+   and of a short one (40 steps, 5 rows, 2 seeds: the size of most test runs) with matplotlib's
+   constrained layout (before) and with dlf's fixed margins (now).
 Each pair runs alternately `--repeats` times; the medians and their ratio are printed and written
 to BENCHMARKS.md (section `setup-costs`).
 """
@@ -51,26 +52,34 @@ def precheck(points: list[list[str]]) -> tuple[float, float]:
     return t1 - t0, t2 - t1
 
 
-def default_run() -> tuple[list[dict], np.ndarray]:
+RUNS = {"default": (35_000, 500, 8), "short": (40, 10, 2)}  # steps, log_every, seeds (T=100, 3 classes)
+
+
+def run_rows(steps: int, every: int, seeds: int) -> tuple[list[dict], np.ndarray]:
+    """Metrics rows and the dense Gamma of a spiral run of this size (synthetic values)."""
     from dlf.core.schedule import gamma
 
-    steps, T, seeds = 35_000, 100, 8
+    T, n = 100, steps // every
     rng = np.random.default_rng(0)
     rows = []
-    for i, step in enumerate(range(0, steps + 1, 500)):
-        loss = np.exp(-3 * i / 70) * (1 + rng.random(seeds))
+    for i, step in enumerate(range(0, steps + 1, every)):
+        loss = np.exp(-3 * i / n) * (1 + rng.random(seeds))
         rows.append({"step": step, "loss": loss.tolist(), "loss_min": (0.5 * loss).tolist(),
-                     "loss_max": (2 * loss).tolist(), "train_acc": (0.3 + 0.7 * i / 70 * np.ones(seeds)).tolist(),
-                     "val_acc": (0.3 + 0.6 * i / 70 * np.ones(seeds)).tolist()})
-    return rows, np.asarray(gamma(np.arange(steps + 1), 10.0, T, 3, "triangle", steps - T))
+                     "loss_max": (2 * loss).tolist(), "train_acc": (0.3 + 0.7 * i / n * np.ones(seeds)).tolist(),
+                     "val_acc": (0.3 + 0.6 * i / n * np.ones(seeds)).tolist()})
+    off = steps - T if steps > T else steps + 1  # a short run: oscillating to its end
+    return rows, np.asarray(gamma(np.arange(steps + 1), 10.0, T, 3, "triangle", off))
 
 
-def figure(rows, dense, layout: str, out: Path) -> float:
+def figure(run: str, layout: str, out: Path) -> float:
     from dlf.figures.dynamics import dynamics
 
+    steps, every, seeds = RUNS[run]
+    rows, dense = run_rows(steps, every, seeds)
     t0 = time.perf_counter()
-    dynamics(out / f"{layout}.png", rows, dense, 600, 35_000 - 100, "spiral width 100, A=10, T=100, 8 seed(s), "
-             "float32", period=100, seeds=list(range(8)), layout=layout)
+    dynamics(out / f"{layout}.png", rows, dense, 600, steps - 100 if steps > 100 else None,
+             f"spiral width 100, A=10, T=100, {seeds} seed(s), float32", period=100, seeds=list(range(seeds)),
+             layout=layout)
     return time.perf_counter() - t0
 
 
@@ -84,16 +93,16 @@ def main(argv=None):
         ap.error(f"--seeds={args.seeds} --repeats={args.repeats} is not allowed; expected both >= 1")
     sweep = ["schedule.A=1,10,50", "schedule.T=100,300", f"seed=range({args.seeds})"]
     points = expand(sweep)
-    rows, dense = default_run()
-    times = {"compose": [], "sweep_point": [], "constrained": [], "fixed": []}
+    times = {k: [] for k in ("compose", "sweep_point", *(f"{r} {la}" for r in RUNS for la in ("constrained", "fixed")))}
     with tempfile.TemporaryDirectory() as d:
-        figure(rows, dense, "fixed", Path(d))  # matplotlib's first-figure start-up, in neither column
+        figure("short", "fixed", Path(d))  # matplotlib's first-figure start-up, in neither column
         for _ in range(args.repeats):
             before, now = precheck(points)
             times["compose"].append(before)
             times["sweep_point"].append(now)
-            for layout in ("constrained", "fixed"):
-                times[layout].append(figure(rows, dense, layout, Path(d)))
+            for run in RUNS:
+                for layout in ("constrained", "fixed"):
+                    times[f"{run} {layout}"].append(figure(run, layout, Path(d)))
     med = {k: statistics.median(v) for k, v in times.items()}
     sha = git_sha(ROOT)  # '-dirty' when run from a tree with uncommitted changes
     commit = sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
@@ -108,8 +117,9 @@ def main(argv=None):
         f"| precheck of `dlf.train -m {' '.join(sweep)}` ({len(points)} points): Hydra's compose per point, "
         f"now one per choice of config groups | {med['compose']:.2f} | {med['sweep_point']:.2f} | "
         f"x{med['compose'] / med['sweep_point']:.1f} |",
-        f"| dynamics.png of a default-size run (35 000 steps, 71 rows, 8 seeds): constrained layout, now fixed "
-        f"margins | {med['constrained']:.3f} | {med['fixed']:.3f} | x{med['constrained'] / med['fixed']:.2f} |",
+        *(f"| dynamics.png of a {run} run ({RUNS[run][0]:,} steps, {RUNS[run][0] // RUNS[run][1] + 1} rows, "
+          f"{RUNS[run][2]} seeds): constrained layout, now fixed margins | {med[run + ' constrained']:.3f} | "
+          f"{med[run + ' fixed']:.3f} | x{med[run + ' constrained'] / med[run + ' fixed']:.2f} |" for run in RUNS),
         "",
         "Every run writes one dynamics.png; every point of a sweep was composed by the precheck before any job "
         "was launched (Hydra composes each job again as it launches and runs it).",

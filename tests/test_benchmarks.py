@@ -21,7 +21,7 @@ EXPECT = {
                  r"\(cpu/dev +([\d.]+)\) us/run-step \| fused/generic x([\d.]+)", 2),
     "probe_runs.py": (r"^\| [^|]+ \| ([\d.]+) \| ([\d.]+) \| ~([\d.]+) \|$", 2),
     "init.py": (r"^\| MLP [^|]+ \| ([\d.]+) \| ([\d.]+) \| x([\d.]+) \|$", 3),
-    "setup_costs.py": (r"^\| (?:precheck|dynamics)[^|]+ \| ([\d.]+) \| ([\d.]+) \| x([\d.]+) \|$", 2),
+    "setup_costs.py": (r"^\| (?:precheck|dynamics)[^|]+ \| ([\d.]+) \| ([\d.]+) \| x([\d.]+) \|$", 3),
 }
 
 
