@@ -63,7 +63,7 @@ def dynamics(path: Path, rows: list[dict], gamma_dense: np.ndarray, zoom_steps: 
         raise ValueError(f"layout={layout!r} is not allowed; expected fixed or constrained")
     fig, axes = plt.subplots(2, 2, figsize=FIGSIZE, layout=None if layout == "fixed" else "constrained")
     if layout == "fixed":
-        fig.subplots_adjust(**MARGINS)  # a layout engine would cost more than the rest of the figure
+        fig.subplots_adjust(**MARGINS)  # no layout engine: its cost would be paid by every run
     zoom = min(zoom_steps / unit, t[-1])
     cycle = C * period if period else 0  # every class is emphasised once per cycle of C periods
     n_cycles = gamma_dense.shape[0] / cycle if cycle else 0
