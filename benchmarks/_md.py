@@ -25,6 +25,14 @@ def machine() -> str:
             f"{jax.default_backend()} device(s), jax {jax.__version__}, Python {platform.python_version()}")
 
 
+def commit() -> str:
+    """This checkout's short commit, '-dirty' when run from a tree with uncommitted changes."""
+    from dlf.outputs import git_sha
+
+    sha = git_sha(ROOT)
+    return sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
 def write_section(name: str, body: str) -> Path:
     """Replace (or append) the section between `<!-- bench:NAME:begin/end -->` in BENCHMARKS.md:
     under a lock (two benchmarks finishing at once both keep their sections), written atomically

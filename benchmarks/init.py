@@ -23,14 +23,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _md import ROOT, machine, write_section  # noqa: E402
+from _md import commit, machine, write_section  # noqa: E402
 
 from dlf import config as config_lib  # noqa: E402
 from dlf.core import optim  # noqa: E402
 from dlf.core.engine import TrainState  # noqa: E402
 from dlf.core.seeds import init_states, streams  # noqa: E402
 from dlf.models import build as build_model  # noqa: E402
-from dlf.outputs import git_sha  # noqa: E402
 
 CASES = {  # label: config overrides (spiral MLP; the init does not see the data beyond one example)
     "MLP width 100, lecun, gd, float32": dict(model={"width": 100}),
@@ -92,13 +91,11 @@ def main(argv=None) -> None:
         v, m = statistics.median(times["vmap"]), statistics.median(times["lax.map"])
         rows.append((label, v, m))
         print(f"{label:42s} | vmap {v:5.2f} s | lax.map {m:5.2f} s | x{v / m:.2f}", flush=True)
-    sha = git_sha(ROOT)  # '-dirty' when run from a tree with uncommitted changes
-    commit = sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
     text = "\n".join([
         "## Initial states: compile and run the init of a new program (vmap vs lax.map over the seeds)",
         "",
         f"Command: `.venv/bin/python benchmarks/init.py --repeats {args.repeats} --seeds {args.seeds}` at commit "
-        f"{commit} — machine: {machine()}. One process; each repeat a new width, so each time is a first "
+        f"{commit()} — machine: {machine()}. One process; each repeat a new width, so each time is a first "
         "compilation plus one run; medians; both ways give the same values bit for bit (checked).",
         "",
         "| configuration | vmap (s) | lax.map (s) | vmap / lax.map |",

@@ -27,12 +27,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _md import ROOT, machine, write_section  # noqa: E402
+from _md import commit, machine, write_section  # noqa: E402
 
 from dlf import config as config_lib  # noqa: E402
 from dlf.cli import conf_dir  # noqa: E402
 from dlf.cli.train import sweep_point  # noqa: E402
-from dlf.outputs import git_sha  # noqa: E402
 from dlf.tracking.naming import expand  # noqa: E402
 
 
@@ -104,13 +103,11 @@ def main(argv=None):
                 for layout in ("constrained", "fixed"):
                     times[f"{run} {layout}"].append(figure(run, layout, Path(d)))
     med = {k: statistics.median(v) for k, v in times.items()}
-    sha = git_sha(ROOT)  # '-dirty' when run from a tree with uncommitted changes
-    commit = sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
     lines = [
         "## Setup costs: the -m precheck and the dynamics figure",
         "",
         f"Command: `.venv/bin/python benchmarks/setup_costs.py --seeds {args.seeds} --repeats {args.repeats}` at "
-        f"commit {commit} — machine: {machine()}. One process; before and now alternate; medians.",
+        f"commit {commit()} — machine: {machine()}. One process; before and now alternate; medians.",
         "",
         "| what | before (s) | now (s) | before / now |",
         "|---|---:|---:|---:|",
