@@ -24,7 +24,7 @@ _f = setting
 MAX_SEED = INT32_MAX  # seeds travel as uint32 inside the compiled init
 # sections that never change what a run computes: they may differ between two processes on one run
 # directory, and they define no cell of a results table
-FREE = ("logger", "compile_cache", "checkpoint", "grid", "paths", "stats")
+FREE = ("logger", "compile_cache", "checkpoint", "grid", "paths", "stats", "figures")
 
 
 def run_name(_root_: Any) -> str:
@@ -171,6 +171,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     compile_cache: str | None = _f(".jax_cache", doc="JAX persistent compilation cache directory, shared by "
                                    "the jobs of a sweep; relative to paths.output_dir (null: off)")
+    figures: bool = _f(True, doc="draw dynamics.png, probes.png, phase.png (false: only their data; $DLF_FIGURES)")
     plugins: tuple[str, ...] = _f((), doc="modules imported before validation (they register models, losses, ...)")
     matmul_precision: str = _f("default", choices=("default", "high", "highest"),
                                doc="jax_default_matmul_precision for float32 matmuls/convs (default: "
@@ -239,8 +240,7 @@ def _check_cross(cfg: Config) -> Config:
                               "train.epochs")
     c = cfg.checkpoint
     if c.every_epochs and not cfg.epoch_run or c.every_steps and cfg.epoch_run:
-        right = "checkpoint.every_steps" if c.every_epochs else "checkpoint.every_epochs"
-        wrong = "checkpoint.every_epochs" if c.every_epochs else "checkpoint.every_steps"
+        wrong, right = ("checkpoint.every_epochs", "checkpoint.every_steps")[::1 if c.every_epochs else -1]
         raise ConfigError(f"{wrong}={c.every_epochs or c.every_steps} is not allowed in a "
                           f"{'full-batch' if c.every_epochs else 'mini-batch'} run; use {right}")
     if c.every_steps and cfg.probing:
@@ -310,8 +310,8 @@ def _built(data: Any, plugins: bool) -> Config:
 
 
 def from_dict(data: Mapping[str, Any], plugins: bool = True) -> Config:
-    """Build and validate the Config of a new run from a plain (resolved) mapping; missing keys
-    take defaults. The `plugins` modules it names are imported first unless `plugins` is False."""
+    """The validated Config of a new run from a plain (resolved) mapping; missing keys take defaults.
+    The `plugins` modules it names are imported first unless `plugins` is False."""
     return _check_new_run(_built(data, plugins))
 
 

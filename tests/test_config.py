@@ -204,6 +204,7 @@ BAD = [
     (["schedule.X=1"], "schedule.X", "off_last_periods"),
     (["+schedule.X=1"], "schedule.X", "off_last_periods"),
     (["lr=1"], "unknown key lr", "optimizer"),
+    (["figures=sometimes"], "figures='sometimes'", "true or false"),
 ]
 
 
@@ -283,7 +284,7 @@ def _composed(overrides, monkeypatch):
     variable changing a default."""
     from omegaconf import OmegaConf
 
-    for var in ("DLF_OUTPUT_DIR", "CIFAR10_DIR", "DLF_COMPILE_CACHE", "WANDB_MODE"):
+    for var in ("DLF_OUTPUT_DIR", "CIFAR10_DIR", "DLF_COMPILE_CACHE", "DLF_FIGURES", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
@@ -303,6 +304,7 @@ def test_the_yaml_defaults_are_the_dataclass_defaults(monkeypatch):
     assert yaml_keys.keys() == typed_keys.keys(), sorted(yaml_keys.keys() ^ typed_keys.keys())
     assert {k: v for k, v in yaml_keys.items() if typed_keys[k] != v} == {}
     monkeypatch.delenv("DLF_COMPILE_CACHE", raising=False)
+    monkeypatch.delenv("DLF_FIGURES", raising=False)
     assert config_lib.from_dict({}) == compose_cfg([])
 
 
@@ -386,3 +388,19 @@ def test_help_works_and_points_to_a_reference_that_ships(tmp_path):
     p = run_cli(cwd=tmp_path, module="dlf.config")
     assert p.returncode == 0 and p.stdout.strip() == config_lib.reference_table().strip()
     assert not list(tmp_path.iterdir())  # printing the reference writes nothing
+
+
+@pytest.mark.parametrize("value, figures", [("false", False), ("true", True), (None, True)])
+def test_dlf_figures_sets_the_figures_default_for_a_shell(value, figures, monkeypatch):
+    if value is None:
+        monkeypatch.delenv("DLF_FIGURES", raising=False)
+    else:
+        monkeypatch.setenv("DLF_FIGURES", value)
+    assert compose_cfg([]).figures is figures and compose_cfg(["figures=true"]).figures is True
+    assert compose_cfg(["figures=false"]).figures is False
+
+
+def test_a_bad_dlf_figures_is_one_line(monkeypatch):
+    monkeypatch.setenv("DLF_FIGURES", "maybe")
+    with pytest.raises(config_lib.ConfigError, match=r"^figures='maybe' is not allowed; expected true or false$"):
+        compose_cfg([])

@@ -21,7 +21,7 @@ def _run(tmp_path, *overrides, name="run"):
 
 def test_run_writes_config_metrics_summary_figure(tmp_path):
     p, d, rows, s = _run(tmp_path, "schedule.A=10", "schedule.T=40", "seeds=3", "train.steps=250",
-                         "train.log_every=100", "model.width=16")
+                         "train.log_every=100", "model.width=16", "figures=true")
     # resolved config, Hydra's own copy, and the run log
     cfg = yaml.safe_load((d / "config.yaml").read_text())
     assert cfg["schedule"] == {"shape": "triangle", "A": 10, "T": 40, "off_last_periods": 1,
@@ -79,7 +79,7 @@ def test_float64_glorot_experiment_command(tmp_path):
 
 def test_diverging_run_is_recorded_not_crashed(tmp_path):
     p, d, rows, s = _run(tmp_path, "optimizer.lr=1e30", "seeds=2", "train.steps=30", "schedule.T=10",
-                         "train.log_every=10", "model.width=8")
+                         "train.log_every=10", "model.width=8", "figures=true")
     assert s["status"] == "diverged" and s["diverged_seeds"] == [0, 1]
     assert all(0 <= v < 30 for v in s["diverged_at_step"].values())
     assert s["final"]["train_acc"]["n"] == 0 and s["final"]["train_acc"]["per_seed"] == [None, None]
@@ -148,3 +148,29 @@ def test_a_cli_call_in_the_test_process_is_the_one_in_a_fresh_process(tmp_path, 
     assert [p.returncode for p in bad] == [2, 2]
     assert bad[0].stderr.strip().splitlines()[-1] == bad[1].stderr.strip().splitlines()[-1]
     assert bad[0].stderr.strip().splitlines()[-1].startswith("dlf: error: schedule.A")
+
+
+def test_figures_false_draws_none_keeps_their_data_and_names_the_same_run(tmp_path, tiny):
+    """figures=false: no PNG from a run with probes or from a grid, every file they are drawn from
+    is there (dlf.diagram draws phase.png later), and the run directory's name is the one of
+    figures=true (the key is no part of a run's identity)."""
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+
+    from dlf.config import run_name
+
+    p = run_cli(*tiny, "probes.hessian.every=10", "figures=false", "hydra.run.dir=run", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "run"
+    assert not list(d.glob("*.png")) and json.loads((d / "summary.json").read_text())["threshold"]
+    assert all((d / f).stat().st_size for f in ("metrics.jsonl", "probes.npz", "probes.jsonl"))
+    q = run_cli(*tiny, "grid.A=1,10", "grid.T=10", "figures=false", "hydra.run.dir=grid", cwd=tmp_path,
+                module="dlf.phase")
+    assert q.returncode == 0, q.stderr[-3000:]
+    g = tmp_path / "grid"
+    assert not list(g.glob("*.png")) and (g / "phase.csv").exists() and (g / "runs.csv").exists()
+    assert run_cli(str(g), cwd=tmp_path, module="dlf.diagram").returncode == 0 and (g / "phase.png").exists()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        names = {o: run_name(compose(config_name="config", overrides=[*tiny, *o]))
+                 for o in (("figures=false",), ("figures=true",), ("figures=true", "schedule.A=3"))}
+    assert names[("figures=false",)] == names[("figures=true",)] != names[("figures=true", "schedule.A=3")]

@@ -130,7 +130,7 @@ def test_list_args_turn_grid_sweeps_into_lists():
 def test_phase_cli_matches_separate_train_runs(tmp_path):
     """Every point of the grid trained in one program (sharded, chunked, padded) equals the
     same point trained on its own by dlf.train, seed by seed."""
-    p, d = _phase(tmp_path, "grid.A=1,10", "grid.T=30,60,100", "seeds=3", "grid.chunk_runs=4", *TINY)
+    p, d = _phase(tmp_path, "grid.A=1,10", "grid.T=30,60,100", "seeds=3", "grid.chunk_runs=4", *TINY, "figures=true")
     assert "6/6 points (18/18 runs)" in p.stdout and "run-steps/s" in p.stdout
     for f in ("phase.csv", "runs.csv", "compare.csv", "phase.png", "summary.json", "config.yaml"):
         assert (d / f).exists(), f
@@ -166,7 +166,7 @@ def test_phase_chunking_and_devices_do_not_change_results(tmp_path):
 
 def test_phase_records_diverged_runs(tmp_path):
     _, d = _phase(tmp_path, "grid.A=1,50", "grid.T=10", "seeds=2", "optimizer.lr=1e12", "train.steps=30",
-                  "train.log_every=10", "model.width=8")
+                  "train.log_every=10", "model.width=8", "figures=true")
     rows = diagram.read_csv(d / "phase.csv")
     s = json.loads((d / "summary.json").read_text())
     assert s["diverged_runs"] == sum(round(r["diverged_frac"] * r["runs"]) for r in rows) > 0

@@ -113,7 +113,7 @@ def test_offline_run_mirrors_history_summary_config_figure_without_network(tmp_p
     strace = _strace_prefix(tmp_path)
     # log_every=1: 41 history rows, so the run file spans more than one 32 KiB block
     args = [o for o in tiny if not o.startswith("train.log_every")] + [
-        "train.log_every=1", "logger=wandb", "logger.tags=[mine]", "hydra.run.dir=run"]
+        "train.log_every=1", "logger=wandb", "logger.tags=[mine]", "figures=true", "hydra.run.dir=run"]
     p = subprocess.run([*(strace or []), sys.executable, "-m", "dlf.train", *args], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=600)
     listener.close()
@@ -225,7 +225,7 @@ def test_wandb_failure_keeps_local_outputs(tmp_path, tiny, monkeypatch):
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_INIT_TIMEOUT", "1")
-    p = run_cli(*tiny, "logger=wandb", "logger.mode=online", "hydra.run.dir=run", cwd=tmp_path)
+    p = run_cli(*tiny, "logger=wandb", "logger.mode=online", "figures=true", "hydra.run.dir=run", cwd=tmp_path)
     d = tmp_path / "run"
     rows, s = _ok_run(p, d)
     assert s["status"] == "ok" and len(rows) == 5
@@ -382,7 +382,8 @@ def _phase_run(d):
 @slow
 def test_phase_grid_logs_table_image_and_artifact(tmp_path):
     p = run_cli("grid.A=1,10", "grid.T=10", "seeds=2", "train.steps=30", "train.log_every=10", "model.width=4",
-                "logger=wandb", "logger.mode=offline", "hydra.run.dir=grid", module="dlf.phase", cwd=tmp_path)
+                "logger=wandb", "logger.mode=offline", "figures=true", "hydra.run.dir=grid", module="dlf.phase",
+                cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     run = _phase_run(tmp_path / "grid")
     s = json.loads((tmp_path / "grid" / "summary.json").read_text())

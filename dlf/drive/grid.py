@@ -123,7 +123,7 @@ def merge(root: Path, n_shards: int | None = None) -> dict[str, Any]:
     summary = phase_dir.write(root, final, phase_dir.title(cfg), {
         "status": "ok", "seeds": list(seeds), "steps": cfg.train.steps, "shards": len(shards),
         "code_segments": _code_segments(final), "git_sha": outputs.git_sha(), "config": config_lib.to_dict(cfg)},
-        keys=cell_keys(cfg), baseline=cfg.stats.baseline, metric=cfg.stats.metric)
+        keys=cell_keys(cfg), baseline=cfg.stats.baseline, metric=cfg.stats.metric, figure=cfg.figures)
     log.info("dlf.phase: merged %d shards into %s: %s", len(shards), root, phase_dir.describe(root))
     return summary
 
@@ -307,7 +307,7 @@ def _train_grid(s: Session) -> dict[str, Any]:
         "run_steps_per_s": sum(runs[k].steps or steps for k in todo) / train_s if train_s else None,
         "code_segments": _code_segments(final),
         **s.provenance()},
-        keys=cell_keys(cfg), baseline=cfg.stats.baseline, metric=cfg.stats.metric)
+        keys=cell_keys(cfg), baseline=cfg.stats.baseline, metric=cfg.stats.metric, figure=cfg.figures)
     log.info("dlf.phase: %s | %.1f s (compile %.1f s), %s run-steps/s", phase_dir.describe(out_dir),
              summary["wall_s"], compile_s, f"{summary['run_steps_per_s']:.0f}" if train_s else "-")
     return summary

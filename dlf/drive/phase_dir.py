@@ -50,8 +50,8 @@ def best(rows: list[dict], comparison: list[dict], metric: str) -> dict | None:
 
 def write(root: Path, runs: list[dict[str, Any]], figure_title: str, record: dict[str, Any],
           record_name: str = "summary.json", keys: list[str] = (), baseline: str = "A=1",
-          metric: str = "val_acc") -> dict[str, Any]:
-    """Write runs.csv, phase.csv, compare.csv, phase.png (a failure there is a warning) and
+          metric: str = "val_acc", figure: bool = True) -> dict[str, Any]:
+    """Write runs.csv, phase.csv, compare.csv, phase.png (when `figure`; a failure there is a warning) and
     `record_name` (the `record` plus points, runs, diverged_runs, the comparison's verdict and the
     best cell) into `root`; `keys` are the other varying keys that define cells beside (A, T).
     Returns that record."""
@@ -64,7 +64,7 @@ def write(root: Path, runs: list[dict[str, Any]], figure_title: str, record: dic
                            [c for c in results.PROBE_COLUMNS if any(c in r for r in runs)])
     phase_table.write_csv(root / "phase.csv", rows)
     outputs.write_csv(root / "compare.csv", [*keys, "A", "T", *cmp.COLUMNS], comparison)
-    if rows:
+    if rows and figure:
         try:
             from dlf.figures.phase import plot
 

@@ -57,7 +57,7 @@ def probe_series(probe_rows: list[dict], n_runs: int) -> tuple[np.ndarray, dict[
 def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], probe_rows: list[dict], F_RxT: np.ndarray,
                   seeds: list[int], gamma_dense: np.ndarray, figures: list[Path]) -> dict[str, Any] | None:
     """probes.npz (per-step F, every probe series), the threshold estimate (when the Hessian is
-    probed) and the Fig. 4 figure (of the first seed, with its own threshold line)."""
+    probed) and the Fig. 4 figure (of the first seed, with its own threshold line; cfg.figures)."""
     steps, series = probe_series(probe_rows, len(seeds))
     np.savez_compressed(out_dir / "probes.npz", F=F_RxT, F_steps=np.arange(F_RxT.shape[1]), probe_steps=steps,
                         **series)
@@ -70,6 +70,8 @@ def probe_outputs(cfg: Config, out_dir: Path, rows: list[dict], probe_rows: list
     h = cfg.probes["hessian"]
     thr = threshold_of(F_RxT, steps[keep], hessian[:, keep], seeds, cfg.optimizer.lr, cfg.schedule.T,
                        h.quiet_frac, h.onset_amp)
+    if not cfg.figures:
+        return thr
     try:
         from dlf.figures.probes import fig4
     except ImportError:

@@ -193,8 +193,9 @@ def _train(s: Session, group: str | None) -> dict[str, Any]:
     summary = report.summarize(cfg, b.seeds, rows, diverged_step, timing, steps,
                                (units - start) * (spe if cfg.epoch_run else 1))
     summary.update(step=b.step_name, vmap_size=vmap_size, code_segments=segments)
-    figures = [out_dir / "dynamics.png"] if soft("the dynamics figure", report.dynamics_figure, cfg, out_dir,
-                                                 rows, gamma_dense, b.n_train, list(b.seeds)) else []
+    drawn = cfg.figures and soft("the dynamics figure", report.dynamics_figure, cfg, out_dir, rows, gamma_dense,
+                                 b.n_train, list(b.seeds))
+    figures = [out_dir / "dynamics.png"] if drawn else []
     if b.program.probes:
         thr = report.probe_outputs(cfg, out_dir, rows, probe_rows, np.concatenate(traces, axis=1), b.seeds,
                                    gamma_dense, figures)
