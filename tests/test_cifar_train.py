@@ -83,10 +83,10 @@ def test_bf16_and_wrn_batch_norm_run(tmp_path, cifar_dir):
                 "hydra.run.dir=bf16", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _summary(tmp_path / "bf16")["status"] == "ok"
-    args = [a for a in tiny(cifar_dir) if not a.startswith(("model=", "model.width"))]
-    p = run_cli(*args, "model=wrn16_4", "model.depth=10", "model.widen=1", "train.epochs=2",
-                "optimizer.warmup_epochs=1", "hydra.run.dir=wrn",
-                cwd=tmp_path)
+    # the sizes of test_config's model=wrn16_4 run: the two share their compiled programs (the suite's cache)
+    p = run_cli("model=wrn16_4", "model.depth=10", "model.widen=1", f"dataset.path={cifar_dir}", "train.epochs=1",
+                "train.batch_size=16", "train.log_every=1", "seeds=1", "optimizer.warmup_epochs=0.5", "schedule.T=6",
+                "hydra.run.dir=wrn", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _summary(tmp_path / "wrn")["final"]["train_acc"]["n"] == 1
 
