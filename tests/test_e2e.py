@@ -7,6 +7,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
+from dlf.analysis.phase_table import read_csv
 from dlf.outputs import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -170,6 +171,11 @@ def test_figures_false_draws_none_keeps_their_data_and_names_the_same_run(tmp_pa
     g = tmp_path / "grid"
     assert not list(g.glob("*.png")) and (g / "phase.csv").exists() and (g / "runs.csv").exists()
     assert run_cli(str(g), cwd=tmp_path, module="dlf.diagram").returncode == 0 and (g / "phase.png").exists()
+    # the grid goes on over a longer list: the phase.png of the shorter one may not stay beside its tables
+    q = run_cli(*tiny, "grid.A=1,10,20", "grid.T=10", "figures=false", "hydra.run.dir=grid", cwd=tmp_path,
+                module="dlf.phase")
+    assert q.returncode == 0, q.stderr[-3000:]
+    assert len(read_csv(g / "phase.csv")) == 3 and not (g / "phase.png").exists()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         names = {o: run_name(compose(config_name="config", overrides=[*tiny, *o]))
                  for o in (("figures=false",), ("figures=true",), ("figures=true", "schedule.A=3"))}

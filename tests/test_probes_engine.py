@@ -85,7 +85,11 @@ def test_loss_trace_and_threshold_summary(tmp_path):
     assert [p["seed"] for p in t["per_seed"]] == [0, 1] and t["edge_of_stability"] == 2.0
     json.dumps(t, allow_nan=False)
     assert (tmp_path / "probes.png").exists()  # the Fig. 4 panels of the first seed (content: test_probe_plots)
-    # figures=false: the same run draws neither figure and writes the same data
+    # figures=false: the same run draws neither figure, removes those an earlier attempt left, and
+    # writes the same data
+    (tmp_path / "nofig").mkdir()
+    for stale in ("dynamics.png", "probes.png"):
+        (tmp_path / "nofig" / stale).write_bytes((tmp_path / stale).read_bytes())
     off = run(config_lib.replace(cfg, figures=False), tmp_path / "nofig")
     assert not list((tmp_path / "nofig").glob("*.png")) and off["threshold"] == s["threshold"]
     z_off = np.load(tmp_path / "nofig" / "probes.npz")

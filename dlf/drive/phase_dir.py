@@ -64,6 +64,7 @@ def write(root: Path, runs: list[dict[str, Any]], figure_title: str, record: dic
                            [c for c in results.PROBE_COLUMNS if any(c in r for r in runs)])
     phase_table.write_csv(root / "phase.csv", rows)
     outputs.write_csv(root / "compare.csv", [*keys, "A", "T", *cmp.COLUMNS], comparison)
+    (root / "phase.png").unlink(missing_ok=True)  # an earlier write's figure never stays beside these tables
     if rows and figure:
         try:
             from dlf.figures.phase import plot
