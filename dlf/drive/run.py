@@ -193,9 +193,8 @@ def _train(s: Session, group: str | None) -> dict[str, Any]:
     summary = report.summarize(cfg, b.seeds, rows, diverged_step, timing, steps,
                                (units - start) * (spe if cfg.epoch_run else 1))
     summary.update(step=b.step_name, vmap_size=vmap_size, code_segments=segments)
-    if not cfg.figures:  # none of an earlier attempt's figures may stay beside these results
-        for stale in ("dynamics.png", "probes.png"):
-            (out_dir / stale).unlink(missing_ok=True)
+    for stale in ("dynamics.png", "probes.png"):  # an earlier attempt's figure (figures=false, or a failed
+        (out_dir / stale).unlink(missing_ok=True)  # drawing) never stays beside these results
     drawn = cfg.figures and soft("the dynamics figure", report.dynamics_figure, cfg, out_dir, rows, gamma_dense,
                                  b.n_train, list(b.seeds))
     figures = [out_dir / "dynamics.png"] if drawn else []
